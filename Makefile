@@ -1,0 +1,56 @@
+# weft - the two commands a newcomer needs are `make demo` and `make test`.
+# This file only drives CMake; the build itself is in CMakeLists.txt.
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all build demo test test-asan test-tsan test-ucontext bench clean format
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo:
+	@scripts/deps.sh build
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target demo
+	@$(BUILD)/examples/demo
+
+# The whole suite; ends with ctest's summary line.
+test:
+	@scripts/deps.sh test
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure
+
+# The suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan:
+	@$(MAKE) --no-print-directory test BUILD=build-asan \
+	    CMAKE_ARGS="-DWEFT_SANITIZE=address,undefined -DWEFT_BUILD_BENCH=OFF"
+
+# The threaded tests under ThreadSanitizer.
+test-tsan:
+	@scripts/deps.sh test
+	@cmake -S . -B build-tsan -DWEFT_BUILD_TESTS=ON -DWEFT_SANITIZE=thread -DWEFT_BUILD_BENCH=OFF -DWEFT_BUILD_EXAMPLES=OFF >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	@cd build-tsan && ctest --output-on-failure -L threads
+
+# The suite with the ucontext fallback instead of the assembly switch.
+test-ucontext:
+	@$(MAKE) --no-print-directory test BUILD=build-ucontext \
+	    CMAKE_ARGS="-DWEFT_UCONTEXT=ON -DWEFT_BUILD_BENCH=OFF"
+
+bench:
+	@scripts/deps.sh bench
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@bench/run.sh $(BUILD)
+
+format:
+	@clang-format -i include/*.h include/weft/*.h src/*.h src/*/*.c tests/*.c tests/*.h examples/*.c bench/*.c
+
+clean:
+	rm -rf build build-asan build-tsan build-ucontext

@@ -1,0 +1,71 @@
+/*
+ * ctx.c - preparing a new context: lays out the first frame that the
+ * switch (switch_<arch>.S) will pop, or sets up a ucontext when weft is
+ * built with WEFT_UCONTEXT for platforms without an assembly switch.
+ */
+#include "internal.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#ifdef WEFT_USE_UCONTEXT
+
+/* makecontext passes only ints: split the pointers across them. */
+static void uc_entry(unsigned fhi, unsigned flo, unsigned ahi, unsigned alo)
+{
+    void (*entry)(void *) = (void (*)(void *))(((uintptr_t)fhi << 32) | flo);
+    void *arg = (void *)(((uintptr_t)ahi << 32) | alo);
+    entry(arg);
+}
+
+void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg)
+{
+    uintptr_t f = (uintptr_t)entry, a = (uintptr_t)arg;
+    getcontext(&ctx->uc);
+    ctx->uc.uc_stack.ss_sp = st->base + st->guard;
+    ctx->uc.uc_stack.ss_size = st->size;
+    ctx->uc.uc_link = NULL;
+    makecontext(&ctx->uc, (void (*)(void))uc_entry, 4, (unsigned)(f >> 32), (unsigned)f,
+                (unsigned)(a >> 32), (unsigned)a);
+}
+
+void weft__ctx_switch(weft__ctx *from, weft__ctx *to)
+{
+    swapcontext(&from->uc, &to->uc);
+}
+
+#else
+
+void weft__ctx_trampoline(void);
+
+void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg)
+{
+    /* The record sits at the top; the first frame goes just below it. */
+    uintptr_t top = ((uintptr_t)(st->base + st->guard + st->size)) & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    uint64_t *sp = (uint64_t *)(top - 64);
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
+    sp[1] = 0;                                  /* r15 */
+    sp[2] = 0;                                  /* r14 */
+    sp[3] = (uint64_t)(uintptr_t)arg;           /* r13 */
+    sp[4] = (uint64_t)(uintptr_t)entry;         /* r12 */
+    sp[5] = 0;                                  /* rbx */
+    sp[6] = 0;                                  /* rbp: ends frame-pointer walks */
+    sp[7] = (uint64_t)(uintptr_t)weft__ctx_trampoline;
+#elif defined(__aarch64__)
+    uint64_t *sp = (uint64_t *)(top - 160);
+    memset(sp, 0, 160);
+    sp[0] = (uint64_t)(uintptr_t)entry;         /* x19 */
+    sp[1] = (uint64_t)(uintptr_t)arg;           /* x20 */
+    sp[11] = (uint64_t)(uintptr_t)weft__ctx_trampoline; /* x30 */
+#else
+#error "no assembly context switch for this architecture: configure with -DWEFT_UCONTEXT=ON"
+#endif
+    ctx->sp = sp;
+}
+
+#endif

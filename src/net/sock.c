@@ -1,0 +1,522 @@
+/*
+ * sock.c - the socket core: one weft_sock per descriptor, the retry loop
+ * every operation shares, waiting for readiness, and close.
+ *
+ * Every operation has the same shape (weft__sock_io): try the syscall; on
+ * EINTR try again; on EAGAIN remember the direction is not ready and wait
+ * for the poller's edge, the deadline or a cancel.  A direction (receive or
+ * send) is held by one call at a time, so concurrent senders each get their
+ * whole buffer out in one piece.  Calls in progress hold a reference, so a
+ * close from another coroutine wakes them with -ECANCELED and the memory
+ * is freed only when the last of them has left.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SEND_FLAGS (MSG_NOSIGNAL | MSG_DONTWAIT)
+
+static void on_sock_event(weft__pollent *pe, int ev)
+{
+    weft_sock *s = (weft_sock *)pe;
+    if (ev & WEFT__EV_IN) {
+        s->rready = true;
+        weft__wake_all(&s->rq, 0);
+    }
+    if (ev & WEFT__EV_OUT) {
+        s->wready = true;
+        weft__wake_all(&s->wq, 0);
+    }
+}
+
+int weft__sock_new(weft_sock **out, int fd, unsigned flags)
+{
+    weft_sock *s = weft__sys_calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->pe.fd = fd;
+    s->pe.on_event = on_sock_event;
+    s->flags = flags;
+    s->rready = s->wready = true; /* unknown: the first attempt tells */
+    *out = s;
+    return 0;
+}
+
+int weft__fd_poll(int fd, int events, int64_t deadline)
+{
+    struct pollfd p = { .fd = fd, .events = 0 };
+    if (events & WEFT__EV_IN)
+        p.events |= POLLIN;
+    if (events & WEFT__EV_OUT)
+        p.events |= POLLOUT;
+    for (;;) {
+        int ms = -1;
+        if (deadline != WEFT__NEVER) {
+            int64_t left = deadline - weft__now_ns();
+            int64_t m = left <= 0 ? 0 : (left + WEFT__NS_PER_MS - 1) / WEFT__NS_PER_MS;
+            ms = m > INT_MAX ? INT_MAX : (int)m;
+        }
+        int n = poll(&p, 1, ms);
+        if (n > 0) {
+            if (p.revents & POLLNVAL)
+                return -EBADF;
+            int ready = 0;
+            if (p.revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))
+                ready |= WEFT__EV_IN;
+            if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+                ready |= WEFT__EV_OUT;
+            return ready & events ? ready & events : events;
+        }
+        if (n == 0 && ms == 0)
+            return -ETIMEDOUT;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Arms s on the running loop the first time one of its calls must wait. */
+static int arm(weft_sock *s, weft_loop *l)
+{
+    if (s->loop == l)
+        return 0;
+    if (s->loop)
+        return -EXDEV; /* belongs to another thread's loop */
+    int rc = l->be->arm(l, &s->pe);
+    if (rc < 0)
+        return rc;
+    s->loop = l;
+    s->lprev = NULL;
+    s->lnext = l->socks;
+    if (l->socks)
+        l->socks->lprev = s;
+    l->socks = s;
+    return 0;
+}
+
+int weft__sock_wait(weft_sock *s, int dir, int64_t deadline)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l || !l->current) {
+        int rc = weft__fd_poll(s->pe.fd, dir, deadline);
+        if (rc < 0)
+            return rc;
+        if (rc & WEFT__EV_IN)
+            s->rready = true;
+        if (rc & WEFT__EV_OUT)
+            s->wready = true;
+        return 0;
+    }
+    int rc = arm(s, l);
+    if (rc < 0)
+        return rc;
+    weft__wait w;
+    rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
+    if (s->closed)
+        return -ECANCELED;
+    return rc;
+}
+
+/* Takes dir of s for one call; waits its turn behind other callers. */
+static int take(weft_sock *s, int dir, int64_t deadline)
+{
+    bool *busy = dir == WEFT__EV_IN ? &s->rbusy : &s->wbusy;
+    if (!*busy) {
+        *busy = true;
+        return 0;
+    }
+    if (!weft__current())
+        return -EBUSY; /* a parked coroutine holds it; the thread can't wait for that */
+    weft__wait w;
+    int rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rlock : &s->wlock, deadline);
+    if (rc == 0 && s->closed)
+        rc = -ECANCELED;
+    return rc; /* on 0 the releaser handed *busy over to us */
+}
+
+static void give(weft_sock *s, int dir)
+{
+    weft__waitq *q = dir == WEFT__EV_IN ? &s->rlock : &s->wlock;
+    if (q->head && !s->closed)
+        weft__wake(q->head, 0); /* hand over: busy stays set */
+    else if (dir == WEFT__EV_IN)
+        s->rbusy = false;
+    else
+        s->wbusy = false;
+}
+
+static void unref(weft_sock *s)
+{
+    if (--s->refs == 0 && s->closed)
+        free(s);
+}
+
+ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
+{
+    bool *ready = dir == WEFT__EV_IN ? &s->rready : &s->wready;
+    bool busy = dir == WEFT__EV_IN ? s->rbusy : s->wbusy;
+    ssize_t r;
+
+    /* Fast path: nobody else holds the direction and it may be ready. */
+    if (!busy && *ready) {
+        do
+            r = op(s, ctx);
+        while (r == -EINTR);
+        if (r != -EAGAIN)
+            return r;
+        *ready = false;
+    }
+    int64_t deadline = weft__deadline(timeout_ms);
+    s->refs++;
+    r = take(s, dir, deadline);
+    if (r < 0)
+        goto out;
+    for (;;) {
+        if (*ready) {
+            r = op(s, ctx);
+            if (r == -EINTR)
+                continue;
+            if (r != -EAGAIN)
+                break;
+            *ready = false;
+        }
+        r = weft__sock_wait(s, dir, deadline);
+        if (r < 0)
+            break;
+    }
+    give(s, dir);
+out:
+    unref(s);
+    return r;
+}
+
+int weft__sock_close(weft_sock *s, bool reset)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (reset) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        setsockopt(s->pe.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    weft_loop *l = s->loop;
+    if (l) {
+        /* Out of the poller before close(), so a reused fd number can
+         * never deliver its events to this socket's waiters. */
+        l->be->disarm(l, &s->pe);
+        if (s->lprev)
+            s->lprev->lnext = s->lnext;
+        else
+            l->socks = s->lnext;
+        if (s->lnext)
+            s->lnext->lprev = s->lprev;
+    }
+    s->closed = true;
+    weft__wake_all(&s->rq, -ECANCELED);
+    weft__wake_all(&s->wq, -ECANCELED);
+    weft__wake_all(&s->rlock, -ECANCELED);
+    weft__wake_all(&s->wlock, -ECANCELED);
+    /* Linux frees the descriptor even when close reports EINTR: never retry. */
+    int rc = close(s->pe.fd) == 0 || errno == EINTR ? 0 : -errno;
+    s->pe.fd = -1;
+    if (s->refs == 0)
+        free(s);
+    return rc;
+}
+
+int weft_close(weft_sock *s)
+{
+    return weft__sock_close(s, false);
+}
+
+int weft_reset(weft_sock *s)
+{
+    return weft__sock_close(s, true);
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+typedef struct recv_op {
+    char *buf;
+    size_t n, got;
+    bool all; /* recvn: keep going until n */
+} recv_op;
+
+static ssize_t do_recv(weft_sock *s, void *ctx)
+{
+    recv_op *o = ctx;
+    size_t want = o->n - o->got;
+    ssize_t r = weft__sys_recv(s->pe.fd, o->buf + o->got, want, MSG_DONTWAIT);
+    if (r > 0) {
+        o->got += (size_t)r;
+        if (!o->all || o->got == o->n) {
+            /* A stream socket that gave less than asked for is drained:
+             * the next receive can wait for the edge without trying. */
+            if ((size_t)r < want && (s->flags & WEFT__SOCK_STREAM))
+                s->rready = false;
+            return (ssize_t)o->got;
+        }
+        return (size_t)r < want && (s->flags & WEFT__SOCK_STREAM) ? -EAGAIN : -EINTR;
+    }
+    if (r == 0) {
+        if (!o->all || o->got == 0)
+            return 0;
+        return -ECONNRESET; /* closed part-way through a recvn */
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (n == 0)
+        return 0;
+    recv_op o = { buf, n > SSIZE_MAX ? SSIZE_MAX : n, 0, false };
+    return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv, &o);
+}
+
+ssize_t weft_recvn(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (n == 0)
+        return 0;
+    if (n > SSIZE_MAX)
+        return -EINVAL;
+    recv_op o = { buf, n, 0, true };
+    return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv, &o);
+}
+
+typedef struct recvv_op {
+    const struct iovec *iov;
+    int iovcnt;
+    size_t want;
+} recvv_op;
+
+static ssize_t do_recvv(weft_sock *s, void *ctx)
+{
+    recvv_op *o = ctx;
+    struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
+    ssize_t r = weft__sys_recvmsg(s->pe.fd, &m, MSG_DONTWAIT);
+    if (r >= 0) {
+        if (r > 0 && (size_t)r < o->want && (s->flags & WEFT__SOCK_STREAM))
+            s->rready = false;
+        return r;
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+static ssize_t iov_total(const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && !iov))
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    ssize_t total = iov_total(iov, iovcnt);
+    if (total <= 0)
+        return total;
+    recvv_op o = { iov, iovcnt, (size_t)total };
+    return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recvv, &o);
+}
+
+/* ---- send ----------------------------------------------------------------- */
+
+typedef struct send_op {
+    const char *buf;
+    size_t n;
+} send_op;
+
+static ssize_t do_send(weft_sock *s, void *ctx)
+{
+    send_op *o = ctx;
+    ssize_t r = weft__sys_send(s->pe.fd, o->buf + s->sent, o->n - s->sent, SEND_FLAGS);
+    if (r >= 0) {
+        s->sent += (size_t)r;
+        /* Partial: try once more, and let EAGAIN decide whether to wait. */
+        return s->sent == o->n ? (ssize_t)o->n : -EINTR;
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t weft_send(weft_sock *s, const void *buf, size_t n, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (n > SSIZE_MAX)
+        return -EINVAL;
+    s->sent = 0;
+    if (n == 0)
+        return 0;
+    send_op o = { buf, n };
+    return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send, &o);
+}
+
+#define IOV_WINDOW 64
+
+typedef struct sendv_op {
+    const struct iovec *iov;
+    int iovcnt;
+    size_t total;
+} sendv_op;
+
+static ssize_t do_sendv(weft_sock *s, void *ctx)
+{
+    sendv_op *o = ctx;
+    /* Skip what has gone out; copy a window so the first entry can start
+     * part-way without touching the caller's array. */
+    struct iovec win[IOV_WINDOW];
+    size_t skip = s->sent;
+    int i = 0;
+    while (i < o->iovcnt && skip >= o->iov[i].iov_len)
+        skip -= o->iov[i++].iov_len;
+    int k = 0;
+    for (; i < o->iovcnt && k < IOV_WINDOW; i++, k++) {
+        win[k].iov_base = (char *)o->iov[i].iov_base + skip;
+        win[k].iov_len = o->iov[i].iov_len - skip;
+        skip = 0;
+    }
+    struct msghdr m = { .msg_iov = win, .msg_iovlen = (size_t)k };
+    ssize_t r = weft__sys_sendmsg(s->pe.fd, &m, SEND_FLAGS);
+    if (r >= 0) {
+        s->sent += (size_t)r;
+        return s->sent == o->total ? (ssize_t)o->total : -EINTR;
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    ssize_t total = iov_total(iov, iovcnt);
+    if (total < 0)
+        return total;
+    s->sent = 0;
+    if (total == 0)
+        return 0;
+    sendv_op o = { iov, iovcnt, (size_t)total };
+    return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
+}
+
+size_t weft_sock_sent(const weft_sock *s)
+{
+    return s ? s->sent : 0;
+}
+
+/* ---- readiness, shutdown, descriptors --------------------------------------- */
+
+int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (!(events & (WEFT_POLL_IN | WEFT_POLL_OUT)))
+        return -EINVAL;
+    int ev = (events & WEFT_POLL_IN ? WEFT__EV_IN : 0) | (events & WEFT_POLL_OUT ? WEFT__EV_OUT : 0);
+    weft_loop *l = weft__tls_loop;
+    bool in_co = l && l->current;
+    int64_t deadline = weft__deadline(timeout_ms);
+    int rc;
+    for (;;) {
+        /* The cached flags may be optimistic: ask the kernel what holds. */
+        rc = weft__fd_poll(s->pe.fd, ev, in_co ? 0 : deadline);
+        if (rc != -ETIMEDOUT || !in_co)
+            break;
+        if ((rc = arm(s, l)) < 0)
+            break;
+        weft__wait w, twin;
+        s->refs++;
+        if (ev == (WEFT__EV_IN | WEFT__EV_OUT))
+            rc = weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
+        else
+            rc = weft__park(&w, ev == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
+        bool closed = s->closed;
+        unref(s);
+        if (closed)
+            return -ECANCELED;
+        if (rc < 0)
+            return rc;
+    }
+    if (rc < 0)
+        return rc;
+    return (rc & WEFT__EV_IN ? WEFT_POLL_IN : 0) | (rc & WEFT__EV_OUT ? WEFT_POLL_OUT : 0);
+}
+
+int weft_shutdown(weft_sock *s, int how)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    int h;
+    switch (how) {
+    case WEFT_SHUT_RD: h = SHUT_RD; break;
+    case WEFT_SHUT_WR: h = SHUT_WR; break;
+    case WEFT_SHUT_RDWR: h = SHUT_RDWR; break;
+    default: return -EINVAL;
+    }
+    return shutdown(s->pe.fd, h) == 0 ? 0 : -errno;
+}
+
+int weft_sock_fd(const weft_sock *s)
+{
+    return s && !s->closed ? s->pe.fd : -EBADF;
+}
+
+int weft_sock_wrap(weft_sock **out, int fd)
+{
+    int type;
+    socklen_t len = sizeof type;
+    if (!out || fd < 0)
+        return -EBADF;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+        return -errno;
+    int acc = 0;
+    len = sizeof acc;
+    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    weft_sock *s;
+    unsigned flags = (type == SOCK_STREAM ? WEFT__SOCK_STREAM : 0) | (acc ? WEFT__SOCK_LISTEN : 0);
+    int rc = weft__sock_new(&s, fd, flags);
+    if (rc < 0)
+        return rc;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        rc = -errno;
+        free(s);
+        return rc;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    *out = s;
+    return 0;
+}
+
+int weft_sock_local(const weft_sock *s, weft_addr *out)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    memset(out, 0, sizeof *out);
+    out->len = sizeof out->u;
+    return getsockname(s->pe.fd, &out->u.sa, &out->len) == 0 ? 0 : -errno;
+}
+
+int weft_sock_peer(const weft_sock *s, weft_addr *out)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    memset(out, 0, sizeof *out);
+    out->len = sizeof out->u;
+    return getpeername(s->pe.fd, &out->u.sa, &out->len) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,303 @@
+/*
+ * co.c - coroutine records: spawn, run, finish, join, cancel, yield, sleep,
+ * deadlines, and the id table.
+ *
+ * A record is allocated at spawn; its stack only when it first runs, so
+ * spawning costs no syscall and 100,000 queued coroutines cost no stacks.
+ * Ids are the loop's number in the high bits and a per-loop sequence number
+ * in the low 40, so "finished" (a sequence number already given out but no
+ * longer in the table) can be told from "never existed".
+ */
+#include "internal.h"
+
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#define SEQ_BITS 40
+#define MAX_STACK ((size_t)1 << 30)
+
+/* ---- id table: open addressing, linear probing, backward-shift delete ---- */
+
+static size_t slot_of(const weft__cotab *t, int64_t id)
+{
+    return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 20) & (t->cap - 1);
+}
+
+static int tab_grow(weft__cotab *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 256;
+    weft__co **slot = weft__sys_calloc(cap, sizeof *slot);
+    if (!slot)
+        return -ENOMEM;
+    weft__cotab nt = { slot, cap, 0 };
+    for (size_t i = 0; i < t->cap; i++) {
+        weft__co *co = t->slot[i];
+        if (!co)
+            continue;
+        size_t j = slot_of(&nt, co->id);
+        while (nt.slot[j])
+            j = (j + 1) & (cap - 1);
+        nt.slot[j] = co;
+        nt.len++;
+    }
+    free(t->slot);
+    *t = nt;
+    return 0;
+}
+
+static int tab_put(weft__cotab *t, weft__co *co)
+{
+    if ((t->len + 1) * 2 > t->cap) {
+        int rc = tab_grow(t);
+        if (rc < 0)
+            return rc;
+    }
+    size_t i = slot_of(t, co->id);
+    while (t->slot[i])
+        i = (i + 1) & (t->cap - 1);
+    t->slot[i] = co;
+    t->len++;
+    return 0;
+}
+
+static weft__co *tab_find(const weft__cotab *t, int64_t id)
+{
+    if (!t->cap)
+        return NULL;
+    for (size_t i = slot_of(t, id);; i = (i + 1) & (t->cap - 1)) {
+        weft__co *co = t->slot[i];
+        if (!co || co->id == id)
+            return co;
+    }
+}
+
+static void tab_del(weft__cotab *t, int64_t id)
+{
+    size_t mask = t->cap - 1, i = slot_of(t, id);
+    while (t->slot[i]->id != id)
+        i = (i + 1) & mask;
+    /* Shift later members of the probe run back so lookups never stop at
+     * the hole we leave. */
+    for (size_t j = (i + 1) & mask; t->slot[j]; j = (j + 1) & mask) {
+        size_t home = slot_of(t, t->slot[j]->id);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            t->slot[i] = t->slot[j];
+            i = j;
+        }
+    }
+    t->slot[i] = NULL;
+    t->len--;
+}
+
+void weft__cotab_free(weft__cotab *t)
+{
+    free(t->slot);
+    t->slot = NULL;
+    t->cap = t->len = 0;
+}
+
+void weft__cotab_cancel_all(weft__cotab *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        weft__co *co = t->slot[i];
+        if (co && co->wait)
+            weft__wake(co->wait, -ECANCELED);
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void finish(weft_loop *l, weft__co *co, int result)
+{
+    tab_del(&l->cos, co->id);
+    l->alive--;
+    weft__wake_all(&co->joiners, result);
+    co->state = WEFT__CO_DONE;
+}
+
+static void co_entry(void *arg)
+{
+    weft__co *co = arg;
+    weft_loop *l = weft__tls_loop;
+    weft__fiber_entered(&co->fiber, &l->sched);
+    co->fn(co->arg);
+    finish(l, co, 0);
+    weft__fiber_exit_to(&co->fiber, &l->sched);
+}
+
+void weft__co_run(weft_loop *l, weft__co *co)
+{
+    if (WEFT__UNLIKELY(!co->fiber.stack)) {
+        size_t size = co->stack_size ? co->stack_size : l->stack_size;
+        if (weft__fiber_start(&co->fiber, size, co_entry, co) < 0) {
+            finish(l, co, -ENOMEM);
+            free(co);
+            return;
+        }
+    }
+    l->current = co;
+    co->state = WEFT__CO_RUNNING;
+    weft__fiber_switch(&l->sched, &co->fiber);
+    l->current = NULL;
+    if (co->state == WEFT__CO_DONE) {
+        weft__fiber_release(&co->fiber);
+        free(co);
+    }
+}
+
+int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l)
+        return -EPERM;
+    if (!fn || (o && o->stack_size > MAX_STACK))
+        return -EINVAL;
+    if (l->seq + 1 >= ((int64_t)1 << SEQ_BITS))
+        return -EAGAIN; /* 10^12 spawns on one loop */
+    weft__co *co = weft__sys_malloc(sizeof *co);
+    if (!co)
+        return -ENOMEM;
+    memset(co, 0, offsetof(weft__co, name) + 1);
+    co->fn = fn;
+    co->arg = arg;
+    co->id = l->id_base | (l->seq + 1);
+    co->deadline = WEFT__NEVER;
+    if (o) {
+        co->stack_size = o->stack_size;
+        if (o->name) {
+            strncpy(co->name, o->name, sizeof co->name - 1);
+            co->name[sizeof co->name - 1] = '\0';
+        }
+    }
+    if (tab_put(&l->cos, co) < 0) {
+        free(co);
+        return -ENOMEM;
+    }
+    l->seq++;
+    l->alive++;
+    weft__ready(l, co);
+    return co->id;
+}
+
+int64_t weft_go(void (*fn)(void *arg), void *arg)
+{
+    return weft_go_opts(fn, arg, NULL);
+}
+
+int64_t weft_self(void)
+{
+    weft__co *co = weft__current();
+    return co ? co->id : 0;
+}
+
+const char *weft_name(int64_t id)
+{
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = l ? tab_find(&l->cos, id) : NULL;
+    return co ? co->name : NULL;
+}
+
+int weft_cancel(int64_t id)
+{
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = l ? tab_find(&l->cos, id) : NULL;
+    if (!co)
+        return -ESRCH;
+    if (co->wait)
+        weft__wake(co->wait, -ECANCELED);
+    else
+        co->cancel_pending = true;
+    return 0;
+}
+
+int weft_join(int64_t id, int64_t timeout_ms)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l)
+        return -ESRCH;
+    weft__co *self = l->current;
+    if (self && self->id == id)
+        return -EDEADLK;
+    weft__co *co = tab_find(&l->cos, id);
+    if (!co) {
+        int64_t seq = id & (((int64_t)1 << SEQ_BITS) - 1);
+        bool ours = (id & ~(((int64_t)1 << SEQ_BITS) - 1)) == l->id_base;
+        return ours && seq >= 1 && seq <= l->seq ? 0 : -ESRCH;
+    }
+    int64_t deadline = weft__deadline(timeout_ms);
+    if (self) {
+        weft__wait w;
+        return weft__park(&w, &co->joiners, deadline);
+    }
+    /* On the loop's own thread but outside any coroutine: drive the loop
+     * until the coroutine is gone. */
+    for (;;) {
+        int64_t left;
+        if (deadline == WEFT__NEVER) {
+            left = -1;
+        } else {
+            left = (deadline - weft__now_ns() + WEFT__NS_PER_MS - 1) / WEFT__NS_PER_MS;
+            if (left <= 0)
+                return -ETIMEDOUT;
+        }
+        int rc = weft_loop_poll(l, left);
+        if (rc < 0)
+            return rc;
+        if (!tab_find(&l->cos, id))
+            return 0;
+    }
+}
+
+int weft_yield(void)
+{
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = l ? l->current : NULL;
+    if (!co) {
+        sched_yield();
+        return 0;
+    }
+    if (co->cancel_pending || l->closing) {
+        co->cancel_pending = false;
+        return -ECANCELED;
+    }
+    weft__ready(l, co);
+    weft__fiber_switch(&co->fiber, &l->sched);
+    return 0;
+}
+
+int weft_sleep(int64_t ms)
+{
+    weft__co *co = weft__current();
+    if (ms <= 0)
+        return weft_yield();
+    if (!co) {
+        struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        return 0;
+    }
+    int64_t until = weft__deadline(ms); /* the earlier of now + ms and co's deadline */
+    weft__wait w;
+    int rc = weft__park(&w, NULL, until);
+    /* The timer firing is the point of a sleep, unless it was the
+     * coroutine's own deadline. */
+    if (rc == -ETIMEDOUT && until != co->deadline)
+        return 0;
+    return rc;
+}
+
+void weft_deadline_set(int64_t at_ms)
+{
+    weft__co *co = weft__current();
+    if (!co)
+        return;
+    co->deadline = at_ms > WEFT__NEVER / WEFT__NS_PER_MS ? WEFT__NEVER : at_ms * WEFT__NS_PER_MS;
+}
+
+void weft_deadline_clear(void)
+{
+    weft__co *co = weft__current();
+    if (co)
+        co->deadline = WEFT__NEVER;
+}

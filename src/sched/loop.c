@@ -1,0 +1,378 @@
+/*
+ * loop.c - one loop per thread: the run queue, timers and poller tied
+ * together, the embedding API (new/poll/run/stop/fd/free), cross-thread
+ * posts, and weft_main.
+ *
+ * A step waits on the poller (not at all if coroutines are ready), fires
+ * due timers, then runs every coroutine that was ready when the run began;
+ * ones made ready during the run go to the next step, so a coroutine that
+ * keeps yielding cannot starve I/O.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+__thread weft_loop *weft__tls_loop;
+
+static atomic_llong loops_made;
+
+#define LOOP_OF(pe, member) ((weft_loop *)((char *)(pe)-offsetof(weft_loop, member)))
+
+static const weft__backend *find_backend(const char *name)
+{
+    if (!name || !*name)
+        name = getenv("WEFT_BACKEND");
+    if (!name || !*name || strcmp(name, "epoll") == 0)
+        return &weft__backend_epoll;
+    return NULL;
+}
+
+/* ---- cross-thread posts ------------------------------------------------- */
+
+static void take_posts(weft_loop *l)
+{
+    pthread_mutex_t *mu = l->post_lock;
+    uint64_t n;
+    ssize_t ignored = read(l->wake_pe.fd, &n, sizeof n); /* drain before taking */
+    (void)ignored;
+    pthread_mutex_lock(mu);
+    weft__post *p = l->post_head;
+    l->post_head = l->post_tail = NULL;
+    l->wake_armed = false;
+    pthread_mutex_unlock(mu);
+    while (p) {
+        weft__post *next = p->next;
+        if (weft_go(p->fn, p->arg) < 0) {
+            /* Out of memory: put the rest back and try again next step. */
+            pthread_mutex_lock(mu);
+            weft__post *last = p;
+            while (last->next)
+                last = last->next;
+            last->next = l->post_head;
+            if (!l->post_head)
+                l->post_tail = last;
+            l->post_head = p;
+            pthread_mutex_unlock(mu);
+            weft_loop_wake(l);
+            return;
+        }
+        free(p);
+        p = next;
+    }
+}
+
+static void on_wake(weft__pollent *pe, int events)
+{
+    (void)events;
+    take_posts(LOOP_OF(pe, wake_pe));
+}
+
+int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
+{
+    if (!l || !fn)
+        return -EINVAL;
+    weft__post *p = weft__sys_malloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    p->next = NULL;
+    pthread_mutex_lock(l->post_lock);
+    if (l->post_tail)
+        l->post_tail->next = p;
+    else
+        l->post_head = p;
+    l->post_tail = p;
+    bool wake = !l->wake_armed;
+    l->wake_armed = true;
+    pthread_mutex_unlock(l->post_lock);
+    if (wake)
+        weft_loop_wake(l);
+    return 0;
+}
+
+void weft_loop_wake(weft_loop *l)
+{
+    uint64_t one = 1;
+    ssize_t ignored = write(l->wake_pe.fd, &one, sizeof one);
+    (void)ignored;
+}
+
+/* ---- create and free ------------------------------------------------------ */
+
+static void on_timerfd(weft__pollent *pe, int events)
+{
+    (void)events;
+    uint64_t n;
+    ssize_t ignored = read(pe->fd, &n, sizeof n);
+    (void)ignored;
+    LOOP_OF(pe, timer_pe)->timer_fd_at = WEFT__NEVER;
+}
+
+int weft_loop_new(weft_loop **out, const weft_config *cfg)
+{
+    if (weft__tls_loop)
+        return -EBUSY;
+    const weft__backend *be = find_backend(cfg ? cfg->backend : NULL);
+    if (!be)
+        return -EINVAL;
+    if (cfg && cfg->stack_size > ((size_t)1 << 30))
+        return -EINVAL;
+    weft_loop *l = weft__sys_calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    int rc = -ENOMEM;
+    pthread_mutex_t *mu = weft__sys_malloc(sizeof *mu);
+    if (!mu)
+        goto fail_loop;
+    pthread_mutex_init(mu, NULL);
+    l->post_lock = mu;
+    l->be = be;
+    l->stack_size = cfg ? cfg->stack_size : 0;
+    l->timer_pe.fd = -1;
+    l->timer_fd_at = WEFT__NEVER;
+    if ((rc = weft__overflow_thread_init()) < 0)
+        goto fail_mutex;
+    if ((rc = be->init(l)) < 0)
+        goto fail_mutex;
+    l->wake_pe.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_pe.fd < 0) {
+        rc = -errno;
+        goto fail_be;
+    }
+    l->wake_pe.on_event = on_wake;
+    if ((rc = be->arm(l, &l->wake_pe)) < 0)
+        goto fail_wake;
+    weft__fiber_init_thread(&l->sched);
+    l->id_base = (int64_t)(atomic_fetch_add(&loops_made, 1) + 1) << 40;
+    weft__tls_loop = l;
+    *out = l;
+    return 0;
+
+fail_wake:
+    close(l->wake_pe.fd);
+fail_be:
+    be->fini(l);
+fail_mutex:
+    pthread_mutex_destroy(mu);
+    free(mu);
+fail_loop:
+    free(l);
+    return rc;
+}
+
+static void step(weft_loop *l, int64_t deadline);
+
+void weft_loop_free(weft_loop *l)
+{
+    if (!l)
+        return;
+    /* Every blocking call now returns -ECANCELED; run until all are done. */
+    l->closing = true;
+    weft__cotab_cancel_all(&l->cos);
+    while (l->alive > 0)
+        step(l, WEFT__NEVER);
+    /* Sockets outlive the loop: forget that they were armed on it. */
+    for (weft_sock *s = l->socks; s;) {
+        weft_sock *next = s->lnext;
+        s->loop = NULL;
+        s->lnext = s->lprev = NULL;
+        s = next;
+    }
+    while (l->post_head) {
+        weft__post *p = l->post_head;
+        l->post_head = p->next;
+        free(p);
+    }
+    if (l->timer_pe.fd >= 0)
+        close(l->timer_pe.fd);
+    close(l->wake_pe.fd);
+    l->be->fini(l);
+    weft__timer_free(&l->timers);
+    weft__cotab_free(&l->cos);
+    pthread_mutex_destroy(l->post_lock);
+    free(l->post_lock);
+    weft__stack_pool_drain();
+    weft__overflow_thread_fini();
+    if (weft__tls_loop == l)
+        weft__tls_loop = NULL;
+    free(l);
+}
+
+/* ---- stepping -------------------------------------------------------------- */
+
+/* Keeps weft_loop_fd readable exactly when a step has work: ready
+ * coroutines make the eventfd readable; the next timer arms the timerfd. */
+static void refresh_fd(weft_loop *l)
+{
+    if (l->runq_head) {
+        weft_loop_wake(l);
+        return;
+    }
+    weft__wait *w = weft__timer_peek(&l->timers);
+    int64_t at = w ? w->deadline : WEFT__NEVER;
+    if (at == l->timer_fd_at)
+        return;
+    struct itimerspec its = { 0 };
+    if (at != WEFT__NEVER) {
+        int64_t ns = at > 0 ? at : 1;
+        its.it_value.tv_sec = (time_t)(ns / 1000000000LL);
+        its.it_value.tv_nsec = (long)(ns % 1000000000LL);
+    }
+    if (timerfd_settime(l->timer_pe.fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        l->timer_fd_at = at;
+}
+
+static int timeout_until(weft_loop *l, int64_t deadline)
+{
+    if (l->runq_head || l->stopping)
+        return 0;
+    weft__wait *w = weft__timer_peek(&l->timers);
+    if (w && w->deadline < deadline)
+        deadline = w->deadline;
+    if (deadline == WEFT__NEVER)
+        return -1;
+    int64_t left = deadline - weft__now_ns();
+    if (left <= 0)
+        return 0;
+    int64_t ms = (left + WEFT__NS_PER_MS - 1) / WEFT__NS_PER_MS;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static void fire_timers(weft_loop *l)
+{
+    weft__wait *w = weft__timer_peek(&l->timers);
+    if (!w)
+        return;
+    int64_t now = weft__now_ns();
+    while (w && w->deadline <= now) {
+        weft__wake(w, -ETIMEDOUT);
+        w = weft__timer_peek(&l->timers);
+    }
+}
+
+static void run_ready(weft_loop *l)
+{
+    weft__co *co = l->runq_head;
+    l->runq_head = l->runq_tail = NULL;
+    while (co) {
+        weft__co *next = co->run_next;
+        weft__co_run(l, co);
+        co = next;
+    }
+}
+
+static void step(weft_loop *l, int64_t deadline)
+{
+    l->in_step = true;
+    l->be->wait(l, timeout_until(l, deadline));
+    fire_timers(l);
+    run_ready(l);
+    if (l->want_fd)
+        refresh_fd(l);
+    l->in_step = false;
+}
+
+static int check_caller(weft_loop *l)
+{
+    if (!l || l != weft__tls_loop)
+        return -EINVAL;
+    if (l->current || l->in_step)
+        return -EBUSY;
+    return 0;
+}
+
+int weft_loop_poll(weft_loop *l, int64_t timeout_ms)
+{
+    int rc = check_caller(l);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = timeout_ms < 0 && timeout_ms != -1 ? 0 : weft__deadline(timeout_ms);
+    step(l, deadline);
+    return (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
+}
+
+int weft_loop_run(weft_loop *l, int64_t timeout_ms)
+{
+    int rc = check_caller(l);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = weft__deadline(timeout_ms);
+    l->stopping = false;
+    while (l->alive > 0) {
+        if (l->stopping) {
+            l->stopping = false;
+            return (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
+        }
+        if (deadline != WEFT__NEVER && weft__now_ns() >= deadline)
+            return -ETIMEDOUT;
+        step(l, deadline);
+    }
+    return 0;
+}
+
+void weft_loop_stop(weft_loop *l)
+{
+    if (l)
+        l->stopping = true;
+}
+
+int weft_loop_fd(const weft_loop *cl)
+{
+    /* The timerfd is made on first use only; to callers the loop is unchanged. */
+    weft_loop *l = (weft_loop *)cl;
+    if (!l->want_fd) {
+        l->timer_pe.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (l->timer_pe.fd < 0)
+            return -errno;
+        l->timer_pe.on_event = on_timerfd;
+        int rc = l->be->arm(l, &l->timer_pe);
+        if (rc < 0) {
+            close(l->timer_pe.fd);
+            l->timer_pe.fd = -1;
+            return rc;
+        }
+        l->want_fd = true;
+        refresh_fd(l);
+    }
+    return l->be->fd(l);
+}
+
+/* ---- weft_main ------------------------------------------------------------- */
+
+typedef struct main_call {
+    int (*fn)(void *);
+    void *arg;
+    int result;
+} main_call;
+
+static void main_entry(void *arg)
+{
+    main_call *m = arg;
+    m->result = m->fn(m->arg);
+}
+
+int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cfg)
+{
+    if (!fn)
+        return -EINVAL;
+    weft_loop *l;
+    int rc = weft_loop_new(&l, cfg);
+    if (rc < 0)
+        return rc;
+    main_call m = { fn, arg, 0 };
+    int64_t id = weft_go(main_entry, &m);
+    if (id < 0) {
+        weft_loop_free(l);
+        return (int)id;
+    }
+    weft_loop_run(l, -1);
+    weft_loop_free(l);
+    return m.result;
+}
