@@ -173,6 +173,7 @@ struct weft_loop {
     int64_t id_base;          /* loop number << 40 */
     int64_t seq;              /* last coroutine sequence number given out */
     size_t alive;             /* coroutines not yet finished */
+    unsigned busy_steps;      /* steps begun with coroutines ready */
     bool stopping, closing, in_step;
     bool want_fd;             /* weft_loop_fd was asked for: keep it truthful */
     weft__pollent wake_pe;    /* eventfd for posts and wake-ups */

@@ -57,8 +57,11 @@ void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void
     sp[6] = 0;                                  /* rbp: ends frame-pointer walks */
     sp[7] = (uint64_t)(uintptr_t)weft__ctx_trampoline;
 #elif defined(__aarch64__)
-    uint64_t *sp = (uint64_t *)(top - 160);
-    memset(sp, 0, 160);
+    uint64_t *sp = (uint64_t *)(top - 176);
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    memset(sp, 0, 176);
+    sp[20] = fpcr;
     sp[0] = (uint64_t)(uintptr_t)entry;         /* x19 */
     sp[1] = (uint64_t)(uintptr_t)arg;           /* x20 */
     sp[11] = (uint64_t)(uintptr_t)weft__ctx_trampoline; /* x30 */

@@ -32,7 +32,7 @@ static __thread pool tls_pool;
 
 static size_t page_size(void)
 {
-    static size_t ps;
+    static __thread size_t ps; /* per thread: no race, no atomics */
     if (!ps)
         ps = (size_t)sysconf(_SC_PAGESIZE);
     return ps;

@@ -28,17 +28,18 @@ weft__ctx_switch:
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)
+    movq    (%rsp), %rax
     movq    (%rsi), %rsp
-    /* Loading the control words is slow; they almost never differ. */
-    movl    (%rsp), %eax
-    stmxcsr -4(%rsp)
-    cmpl    -4(%rsp), %eax
-    jne     1f
-2:  movzwl  4(%rsp), %eax
-    fnstcw  -4(%rsp)
-    cmpw    -4(%rsp), %ax
-    jne     3f
-4:  addq    $8, %rsp
+    /* Loading the control words is slow and they almost never differ.  The
+     * words just saved are the current ones, so compare against those,
+     * ignoring MXCSR's sticky exception flags (bits 0-5: status, not
+     * control) and the two bytes of padding. */
+    movq    (%rsp), %rdx
+    xorq    %rax, %rdx
+    movabsq $0x0000ffffffffffc0, %rcx
+    testq   %rcx, %rdx
+    jnz     1f
+2:  addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13
@@ -48,9 +49,8 @@ weft__ctx_switch:
     popq    %rcx
     jmpq    *%rcx
 1:  ldmxcsr (%rsp)
+    fldcw   4(%rsp)
     jmp     2b
-3:  fldcw   4(%rsp)
-    jmp     4b
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
 

@@ -22,6 +22,8 @@ __thread weft_loop *weft__tls_loop;
 
 static atomic_llong loops_made;
 
+#define BUSY_POLL_EVERY 16
+
 #define LOOP_OF(pe, member) ((weft_loop *)((char *)(pe)-offsetof(weft_loop, member)))
 
 static const weft__backend *find_backend(const char *name)
@@ -271,7 +273,11 @@ static void run_ready(weft_loop *l)
 static void step(weft_loop *l, int64_t deadline)
 {
     l->in_step = true;
-    l->be->wait(l, timeout_until(l, deadline));
+    /* With coroutines ready the poller can only be asked not to wait, and
+     * it usually has nothing: ask every BUSY_POLL_EVERY busy steps, so a
+     * yielding coroutine costs no syscall yet cannot starve I/O. */
+    if (!l->runq_head || ++l->busy_steps % BUSY_POLL_EVERY == 0)
+        l->be->wait(l, timeout_until(l, deadline));
     fire_timers(l);
     run_ready(l);
     if (l->want_fd)
