@@ -4,7 +4,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build demo test test-asan test-tsan test-ucontext bench clean format
+.PHONY: all build demo test test-asan test-tsan test-ucontext check-arm64 bench clean format
 
 all: build
 
@@ -43,6 +43,16 @@ test-ucontext:
 	@$(MAKE) --no-print-directory test BUILD=build-ucontext \
 	    CMAKE_ARGS="-DWEFT_UCONTEXT=ON -DWEFT_BUILD_BENCH=OFF"
 
+# The AArch64 switch, cross-compiled and run under qemu-user.
+check-arm64:
+	@scripts/deps.sh arm64
+	@cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+	    -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-arm64 -j $(JOBS) --target weft_static
+	@aarch64-linux-gnu-gcc -O2 -Iinclude tests/check_switch.c build-arm64/libweft.a \
+	    -lpthread -lm -o build-arm64/check_switch
+	@qemu-aarch64 -L /usr/aarch64-linux-gnu build-arm64/check_switch
+
 bench:
 	@scripts/deps.sh bench
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=OFF $(CMAKE_ARGS) >/dev/null
@@ -53,4 +63,4 @@ format:
 	@clang-format -i include/*.h include/weft/*.h src/*.h src/*/*.c tests/*.c tests/*.h examples/*.c bench/*.c
 
 clean:
-	rm -rf build build-asan build-tsan build-ucontext
+	rm -rf build build-asan build-tsan build-ucontext build-arm64
