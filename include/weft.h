@@ -17,6 +17,8 @@
  *     several waits turns its timeout into one deadline at entry.  Inside a
  *     coroutine, each call also ends at the coroutine's deadline
  *     (weft_deadline_set), whichever comes first.  Expiry gives -ETIMEDOUT.
+ *     A wait with a finite deadline needs a slot in the loop's timer heap,
+ *     so such a call can also return -ENOMEM if that heap cannot grow.
  *   - "Blocks" means: inside a coroutine, the coroutine parks and the loop
  *     runs others; on a thread with no running coroutine (a plain thread, a
  *     test's main stack, a CLI tool), the calling thread waits in poll().
@@ -92,8 +94,8 @@ typedef struct weft_co_opts {
 /* Queues a new coroutine running fn(arg) on this thread's loop and returns
  * its id (> 0).  It does not switch to it: the new coroutine first runs when
  * the caller next blocks or yields.  Its stack is mapped when it first runs;
- * if that fails the coroutine never runs and weft_join on it returns
- * -ENOMEM.  Errors: -EPERM (no loop on this thread), -ENOMEM, -EINVAL
+ * if that fails the coroutine never runs, and a weft_join already waiting
+ * for it returns -ENOMEM (a later join sees it finished and returns 0).  Errors: -EPERM (no loop on this thread), -ENOMEM, -EINVAL
  * (fn NULL, or a stack size over 1 GiB).  Never blocks. */
 WEFT_EXTERN int64_t weft_go(void (*fn)(void *arg), void *arg);
 WEFT_EXTERN int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o);
@@ -196,7 +198,8 @@ typedef struct weft_addr {
 
 /* Parses a numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "[::1]",
  * "fe80::1%lo") and a port (0..65535) into *out.  NULL or "*" means the IPv6
- * any-address "::" (dual-stack where used).  Returns 0 or -EINVAL. */
+ * any-address "::" (dual-stack where used); "" is not an address.
+ * Returns 0 or -EINVAL. */
 WEFT_EXTERN int weft_addr_parse(weft_addr *out, const char *host, int port);
 
 /* Formats a into buf as "127.0.0.1:80", "[::1]:80" or the unix path.

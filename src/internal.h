@@ -55,6 +55,7 @@ struct weft__stack {
     char *base;          /* lowest mapped address: the guard pages start here */
     size_t guard;        /* bytes of guard (PROT_NONE) at base */
     size_t size;         /* usable bytes between the guard and this record */
+    size_t requested;    /* the size asked for (size is that, rounded up) */
     weft__stack *next;   /* pool link */
     unsigned vg_id;      /* Valgrind's stack id, when built with it */
 };
@@ -231,14 +232,15 @@ void weft__timer_free(weft__timers *t);
 /* ---- the poller interface (src/sched/poll_*.c) -------------------------- */
 
 /* Events the backend reports for one registered descriptor. */
-enum { WEFT__EV_IN = 1, WEFT__EV_OUT = 2, WEFT__EV_ERR = 4 };
+enum { WEFT__EV_IN = 1, WEFT__EV_OUT = 2, WEFT__EV_ERR = 4, WEFT__EV_HUP = 8 };
 
 struct weft__backend {
     const char *name;
     int (*init)(weft_loop *l);
     void (*fini)(weft_loop *l);
-    /* Watches e->fd for input and output, edge-triggered, until disarm. */
-    int (*arm)(weft_loop *l, weft__pollent *e);
+    /* Watches e->fd for events (WEFT__EV_IN and/or WEFT__EV_OUT),
+     * edge-triggered, until disarm. */
+    int (*arm)(weft_loop *l, weft__pollent *e, int events);
     int (*disarm)(weft_loop *l, weft__pollent *e);
     /* Waits up to timeout_ms (-1 forever) and calls on_event for each
      * ready entry.  Returns how many, or -errno (never -EINTR). */
@@ -262,6 +264,8 @@ struct weft_sock {
     weft_loop *loop;         /* loop it is armed on, NULL before the first wait */
     unsigned flags;
     bool rready, wready;     /* cached edge-triggered readiness */
+    bool rhup;               /* the poller saw the peer's FIN or an error:
+                              * from then on reads never wait for an edge */
     bool closed;
     bool rbusy, wbusy;       /* a receiver / sender holds the direction */
     int refs;                /* calls in progress; free waits for 0 */

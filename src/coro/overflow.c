@@ -60,7 +60,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
                 p = put_str(p, ")");
             }
             p = put_str(p, " overflowed its ");
-            p = put_u64(p, st->size / 1024);
+            p = put_u64(p, (st->requested + 1023) / 1024);
             p = put_str(p, " KiB stack\n");
             ssize_t ignored = write(STDERR_FILENO, msg, (size_t)(p - msg));
             (void)ignored;

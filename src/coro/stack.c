@@ -74,6 +74,7 @@ int weft__stack_get(weft__stack **out, size_t size)
         else
             p->ncold--;
         st->next = NULL;
+        st->requested = size;
         *out = st;
         return 0;
     }
@@ -91,6 +92,7 @@ int weft__stack_get(weft__stack **out, size_t size)
     st->base = base;
     st->guard = GUARD_BYTES;
     st->size = usable;
+    st->requested = size;
     st->next = NULL;
 #ifdef WEFT_HAVE_VALGRIND
     st->vg_id = VALGRIND_STACK_REGISTER(base + GUARD_BYTES, base + GUARD_BYTES + usable);

@@ -16,7 +16,7 @@ int weft_addr_parse(weft_addr *out, const char *host, int port)
         return -EINVAL;
     weft_addr a;
     memset(&a, 0, sizeof a);
-    if (!host || strcmp(host, "*") == 0 || strcmp(host, "") == 0) {
+    if (!host || strcmp(host, "*") == 0) {
         a.u.in6.sin6_family = AF_INET6;
         a.u.in6.sin6_addr = in6addr_any;
         a.u.in6.sin6_port = htons((uint16_t)port);

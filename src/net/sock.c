@@ -23,6 +23,8 @@
 static void on_sock_event(weft__pollent *pe, int ev)
 {
     weft_sock *s = (weft_sock *)pe;
+    if (ev & WEFT__EV_HUP)
+        s->rhup = true;
     if (ev & WEFT__EV_IN) {
         s->rready = true;
         weft__wake_all(&s->rq, 0);
@@ -85,7 +87,7 @@ static int arm(weft_sock *s, weft_loop *l)
         return 0;
     if (s->loop)
         return -EXDEV; /* belongs to another thread's loop */
-    int rc = l->be->arm(l, &s->pe);
+    int rc = l->be->arm(l, &s->pe, WEFT__EV_IN | WEFT__EV_OUT);
     if (rc < 0)
         return rc;
     s->loop = l;
@@ -160,6 +162,8 @@ ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op o
     bool busy = dir == WEFT__EV_IN ? s->rbusy : s->wbusy;
     ssize_t r;
 
+    bool tried = false;
+
     /* Fast path: nobody else holds the direction and it may be ready. */
     if (!busy && *ready) {
         do
@@ -168,8 +172,13 @@ ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op o
         if (r != -EAGAIN)
             return r;
         *ready = false;
+        tried = true;
     }
     int64_t deadline = weft__deadline(timeout_ms);
+    /* Out of time already: what is there now still wins, so try once even
+     * if the cached flag says not ready (the edge may not be in yet). */
+    if (!tried && deadline != WEFT__NEVER && deadline <= weft__now_ns())
+        *ready = true;
     s->refs++;
     r = take(s, dir, deadline);
     if (r < 0)
@@ -238,6 +247,15 @@ int weft_reset(weft_sock *s)
 
 /* ---- receive ------------------------------------------------------------ */
 
+/* A stream socket that gave less than asked for has been drained, so the
+ * next receive may wait for the poller's edge without trying first.  Not
+ * once the peer's FIN or an error was seen: that edge may have come with
+ * the data just read, and edge triggering would never report it again. */
+static inline bool drained_by_short_read(const weft_sock *s)
+{
+    return (s->flags & WEFT__SOCK_STREAM) && !s->rhup;
+}
+
 typedef struct recv_op {
     char *buf;
     size_t n, got;
@@ -254,11 +272,11 @@ static ssize_t do_recv(weft_sock *s, void *ctx)
         if (!o->all || o->got == o->n) {
             /* A stream socket that gave less than asked for is drained:
              * the next receive can wait for the edge without trying. */
-            if ((size_t)r < want && (s->flags & WEFT__SOCK_STREAM))
+            if ((size_t)r < want && drained_by_short_read(s))
                 s->rready = false;
             return (ssize_t)o->got;
         }
-        return (size_t)r < want && (s->flags & WEFT__SOCK_STREAM) ? -EAGAIN : -EINTR;
+        return (size_t)r < want && drained_by_short_read(s) ? -EAGAIN : -EINTR;
     }
     if (r == 0) {
         if (!o->all || o->got == 0)
@@ -302,7 +320,7 @@ static ssize_t do_recvv(weft_sock *s, void *ctx)
     struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
     ssize_t r = weft__sys_recvmsg(s->pe.fd, &m, MSG_DONTWAIT);
     if (r >= 0) {
-        if (r > 0 && (size_t)r < o->want && (s->flags & WEFT__SOCK_STREAM))
+        if (r > 0 && (size_t)r < o->want && drained_by_short_read(s))
             s->rready = false;
         return r;
     }
@@ -335,20 +353,25 @@ ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
 
 /* ---- send ----------------------------------------------------------------- */
 
+/* A send's progress lives in its own op: other senders may be queued on
+ * the same socket.  s->sent mirrors it for weft_sock_sent, written only by
+ * the call that holds the direction. */
 typedef struct send_op {
     const char *buf;
-    size_t n;
+    size_t n, done;
 } send_op;
 
 static ssize_t do_send(weft_sock *s, void *ctx)
 {
     send_op *o = ctx;
-    ssize_t r = weft__sys_send(s->pe.fd, o->buf + s->sent, o->n - s->sent, SEND_FLAGS);
+    ssize_t r = weft__sys_send(s->pe.fd, o->buf + o->done, o->n - o->done, SEND_FLAGS);
     if (r >= 0) {
-        s->sent += (size_t)r;
+        o->done += (size_t)r;
+        s->sent = o->done;
         /* Partial: try once more, and let EAGAIN decide whether to wait. */
-        return s->sent == o->n ? (ssize_t)o->n : -EINTR;
+        return o->done == o->n ? (ssize_t)o->n : -EINTR;
     }
+    s->sent = o->done;
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
@@ -358,10 +381,11 @@ ssize_t weft_send(weft_sock *s, const void *buf, size_t n, int64_t timeout_ms)
         return -EBADF;
     if (n > SSIZE_MAX)
         return -EINVAL;
-    s->sent = 0;
-    if (n == 0)
+    if (n == 0) {
+        s->sent = 0;
         return 0;
-    send_op o = { buf, n };
+    }
+    send_op o = { buf, n, 0 };
     return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send, &o);
 }
 
@@ -370,7 +394,7 @@ ssize_t weft_send(weft_sock *s, const void *buf, size_t n, int64_t timeout_ms)
 typedef struct sendv_op {
     const struct iovec *iov;
     int iovcnt;
-    size_t total;
+    size_t total, done;
 } sendv_op;
 
 static ssize_t do_sendv(weft_sock *s, void *ctx)
@@ -379,7 +403,7 @@ static ssize_t do_sendv(weft_sock *s, void *ctx)
     /* Skip what has gone out; copy a window so the first entry can start
      * part-way without touching the caller's array. */
     struct iovec win[IOV_WINDOW];
-    size_t skip = s->sent;
+    size_t skip = o->done;
     int i = 0;
     while (i < o->iovcnt && skip >= o->iov[i].iov_len)
         skip -= o->iov[i++].iov_len;
@@ -392,9 +416,11 @@ static ssize_t do_sendv(weft_sock *s, void *ctx)
     struct msghdr m = { .msg_iov = win, .msg_iovlen = (size_t)k };
     ssize_t r = weft__sys_sendmsg(s->pe.fd, &m, SEND_FLAGS);
     if (r >= 0) {
-        s->sent += (size_t)r;
-        return s->sent == o->total ? (ssize_t)o->total : -EINTR;
+        o->done += (size_t)r;
+        s->sent = o->done;
+        return o->done == o->total ? (ssize_t)o->total : -EINTR;
     }
+    s->sent = o->done;
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
@@ -405,10 +431,11 @@ ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
     ssize_t total = iov_total(iov, iovcnt);
     if (total < 0)
         return total;
-    s->sent = 0;
-    if (total == 0)
+    if (total == 0) {
+        s->sent = 0;
         return 0;
-    sendv_op o = { iov, iovcnt, (size_t)total };
+    }
+    sendv_op o = { iov, iovcnt, (size_t)total, 0 };
     return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
 }
 

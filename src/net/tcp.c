@@ -51,7 +51,7 @@ int weft_tcp_listen(weft_sock **out, const char *host, int port, int backlog, in
     int rc = weft_addr_parse(&a, host, port);
     if (rc < 0)
         return rc;
-    bool any = !host || strcmp(host, "*") == 0 || !*host;
+    bool any = !host || strcmp(host, "*") == 0;
     rc = listen_on(out, &a, backlog, flags);
     if (rc == -EAFNOSUPPORT && any && !(flags & WEFT_V6ONLY)) {
         /* A kernel without IPv6: all interfaces means all IPv4 ones. */
@@ -75,8 +75,17 @@ static ssize_t do_accept(weft_sock *s, void *ctx)
             return -EAGAIN;
     }
     int fd = weft__sys_accept4(s->pe.fd, NULL, NULL, SOCK_FLAGS);
-    if (fd >= 0)
+    if (fd >= 0) {
+        /* Linux hands out a connection the peer reset while it was queued
+         * as if it were fine; it would only fail on first use. */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+            close(fd);
+            return -EINTR;
+        }
         return fd;
+    }
     switch (errno) {
     case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -135,22 +144,23 @@ int weft_tcp_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
         return -EBADF;
     if (!(l->flags & WEFT__SOCK_LISTEN))
         return -EINVAL;
-    int64_t deadline = timeout_ms > 0 ? weft__deadline(timeout_ms) : WEFT__NEVER;
+    int64_t deadline = weft__deadline(timeout_ms);
     int64_t backoff = BACKOFF_MIN_MS;
     for (;;) {
-        int64_t t = deadline == WEFT__NEVER ? timeout_ms : ms_left(deadline);
-        ssize_t fd = weft__sock_io(l, WEFT__EV_IN, t, do_accept, NULL);
-        if (fd >= 0) {
-            weft_sock *s;
-            int rc = weft__sock_new(&s, (int)fd, WEFT__SOCK_STREAM);
-            if (rc < 0) {
-                close((int)fd);
-                return rc;
+        /* The record first: once accept4 has taken a connection off the
+         * queue, nothing may fail and drop it. */
+        weft_sock *s;
+        ssize_t fd = weft__sock_new(&s, -1, WEFT__SOCK_STREAM);
+        if (fd == 0) {
+            fd = weft__sock_io(l, WEFT__EV_IN, ms_left(deadline), do_accept, NULL);
+            if (fd >= 0) {
+                s->pe.fd = (int)fd;
+                *out = s;
+                return 0;
             }
-            *out = s;
-            return 0;
+            free(s);
         }
-        if (!out_of_resources(fd) || t == 0)
+        if (!out_of_resources(fd) || ms_left(deadline) == 0)
             return (int)fd;
         /* Out of descriptors or memory: the connection stays queued and
          * the listener readable.  Back off rather than spin; try again
@@ -158,7 +168,7 @@ int weft_tcp_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
         int rc = backoff_sleep(l, backoff, deadline);
         if (rc < 0)
             return rc;
-        if (deadline != WEFT__NEVER && weft__now_ns() >= deadline)
+        if (ms_left(deadline) == 0)
             return (int)fd;
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         l->rready = true;

@@ -204,7 +204,9 @@ int weft_cancel(int64_t id)
     weft__co *co = l ? tab_find(&l->cos, id) : NULL;
     if (!co)
         return -ESRCH;
-    if (co->wait)
+    /* A wait already woken (its timer fired this step, say) has its
+     * result: the cancel is for the next call then. */
+    if (co->wait && !co->wait->woken)
         weft__wake(co->wait, -ECANCELED);
     else
         co->cancel_pending = true;

@@ -149,7 +149,7 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
         goto fail_be;
     }
     l->wake_pe.on_event = on_wake;
-    if ((rc = be->arm(l, &l->wake_pe)) < 0)
+    if ((rc = be->arm(l, &l->wake_pe, WEFT__EV_IN)) < 0)
         goto fail_wake;
     weft__fiber_init_thread(&l->sched);
     l->id_base = (int64_t)(atomic_fetch_add(&loops_made, 1) + 1) << 40;
@@ -275,8 +275,9 @@ static void step(weft_loop *l, int64_t deadline)
     l->in_step = true;
     /* With coroutines ready the poller can only be asked not to wait, and
      * it usually has nothing: ask every BUSY_POLL_EVERY busy steps, so a
-     * yielding coroutine costs no syscall yet cannot starve I/O. */
-    if (!l->runq_head || ++l->busy_steps % BUSY_POLL_EVERY == 0)
+     * yielding coroutine costs no syscall yet cannot starve I/O.  Embedded
+     * (weft_loop_fd in use), every step polls, which keeps the fd true. */
+    if (!l->runq_head || l->want_fd || ++l->busy_steps % BUSY_POLL_EVERY == 0)
         l->be->wait(l, timeout_until(l, deadline));
     fire_timers(l);
     run_ready(l);
@@ -311,14 +312,17 @@ int weft_loop_run(weft_loop *l, int64_t timeout_ms)
         return rc;
     int64_t deadline = weft__deadline(timeout_ms);
     l->stopping = false;
+    /* At least one step, even with timeout 0: "0 only tries". */
     while (l->alive > 0) {
+        step(l, deadline);
+        if (l->alive == 0)
+            break;
         if (l->stopping) {
             l->stopping = false;
             return (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
         }
         if (deadline != WEFT__NEVER && weft__now_ns() >= deadline)
             return -ETIMEDOUT;
-        step(l, deadline);
     }
     return 0;
 }
@@ -338,7 +342,7 @@ int weft_loop_fd(const weft_loop *cl)
         if (l->timer_pe.fd < 0)
             return -errno;
         l->timer_pe.on_event = on_timerfd;
-        int rc = l->be->arm(l, &l->timer_pe);
+        int rc = l->be->arm(l, &l->timer_pe, WEFT__EV_IN);
         if (rc < 0) {
             close(l->timer_pe.fd);
             l->timer_pe.fd = -1;

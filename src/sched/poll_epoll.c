@@ -1,9 +1,10 @@
 /*
  * poll_epoll.c - the Linux epoll poller.
  *
- * Each descriptor is registered once, edge-triggered, for input and output
+ * Each socket is registered once, edge-triggered, for input and output
  * together (EPOLLET | EPOLLIN | EPOLLOUT | EPOLLRDHUP), and stays so until
- * it is closed: waiting never costs an epoll_ctl.  The sockets cache the
+ * it is closed: waiting never costs an epoll_ctl.  The loop's own eventfd
+ * and timerfd are registered for input only.  The sockets cache the
  * edges as readiness flags and only park after EAGAIN (or a short read),
  * which is what makes edge triggering safe.
  */
@@ -42,10 +43,14 @@ static void ep_fini(weft_loop *l)
     l->be_data = NULL;
 }
 
-static int ep_arm(weft_loop *l, weft__pollent *e)
+static int ep_arm(weft_loop *l, weft__pollent *e, int events)
 {
     epoll_state *st = l->be_data;
-    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = e };
+    struct epoll_event ev = { .events = EPOLLET, .data.ptr = e };
+    if (events & WEFT__EV_IN)
+        ev.events |= EPOLLIN | EPOLLRDHUP;
+    if (events & WEFT__EV_OUT)
+        ev.events |= EPOLLOUT;
     if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, e->fd, &ev) != 0)
         return -errno;
     return 0;
@@ -75,6 +80,8 @@ static int ep_wait(weft_loop *l, int timeout_ms)
             ev |= WEFT__EV_OUT;
         if (e & EPOLLERR)
             ev |= WEFT__EV_ERR;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            ev |= WEFT__EV_HUP;
         weft__pollent *pe = st->ev[i].data.ptr;
         pe->on_event(pe, ev);
     }

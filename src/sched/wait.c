@@ -79,6 +79,10 @@ void weft__ready(weft_loop *l, weft__co *co)
     else
         l->runq_head = co;
     l->runq_tail = co;
+    /* Made ready from outside a step (weft_go or weft_cancel called by an
+     * embedder): weft_loop_fd must say there is work. */
+    if (WEFT__UNLIKELY(l->want_fd && !l->in_step))
+        weft_loop_wake(l);
 }
 
 int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *twin_q,
