@@ -43,9 +43,10 @@ regs_call:
     ret
     .size   regs_call, .-regs_call
 
-/* void regs_clobber(weft__ctx *from, weft__ctx *to): garbage in every
- * callee-saved register, round-toward-zero in MXCSR and the x87 control
- * word, then switch back. */
+/* void regs_clobber(weft__ctx *from, weft__ctx *to, int which): garbage in
+ * every callee-saved register; round-toward-zero in MXCSR if which & 1 and
+ * in the x87 control word if which & 2 (the default mode otherwise); then
+ * switch back. */
     .globl  regs_clobber
     .type   regs_clobber, @function
 regs_clobber:
@@ -57,11 +58,17 @@ regs_clobber:
     pushq   %r15
     subq    $8, %rsp
     stmxcsr (%rsp)
+    andl    $~0x6000, (%rsp)
+    testl   $1, %edx
+    jz      1f
     orl     $0x6000, (%rsp)
-    ldmxcsr (%rsp)
+1:  ldmxcsr (%rsp)
     fnstcw  4(%rsp)
+    andw    $~0x0c00, 4(%rsp)
+    testl   $2, %edx
+    jz      2f
     orw     $0x0c00, 4(%rsp)
-    fldcw   4(%rsp)
+2:  fldcw   4(%rsp)
     movq    $-1, %rbx
     movq    $-2, %rbp
     movq    $-3, %r12

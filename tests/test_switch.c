@@ -12,7 +12,7 @@
 #if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
 
 void regs_call(weft__ctx *from, weft__ctx *to, uint64_t out[7]);
-void regs_clobber(weft__ctx *from, weft__ctx *to);
+void regs_clobber(weft__ctx *from, weft__ctx *to, int which);
 
 static weft__ctx main_ctx, other_ctx;
 static int clobbers;
@@ -21,8 +21,10 @@ static void other_entry(void *arg)
 {
     (void)arg;
     for (;;) {
-        clobbers++;
-        regs_clobber(&other_ctx, &main_ctx);
+        /* Both control words, then the x87 one alone, then MXCSR alone:
+         * each compare must catch a difference on its own. */
+        static const int which[] = { 3, 2, 1 };
+        regs_clobber(&other_ctx, &main_ctx, which[clobbers++ % 3]);
     }
 }
 
@@ -35,7 +37,7 @@ Test(switch, callee_saved_and_control_words_survive, .timeout = 10)
     uint16_t fpucw0;
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr0));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw0));
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 6; round++) {
         uint64_t out[7] = { 0 };
         regs_call(&main_ctx, &other_ctx, out);
         cr_assert_eq(clobbers, round + 1);

@@ -28,16 +28,18 @@ weft__ctx_switch:
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
     movq    %rsp, (%rdi)
-    movq    (%rsp), %rax
-    movq    (%rsi), %rsp
     /* Loading the control words is slow and they almost never differ.  The
      * words just saved are the current ones, so compare against those,
      * ignoring MXCSR's sticky exception flags (bits 0-5: status, not
-     * control) and the two bytes of padding. */
-    movq    (%rsp), %rdx
-    xorq    %rax, %rdx
-    movabsq $0x0000ffffffffffc0, %rcx
-    testq   %rcx, %rdx
+     * control).  Two loads, each from its own store: one load spanning
+     * both stores could not be forwarded and would stall. */
+    movl    (%rsp), %eax
+    movzwl  4(%rsp), %edx
+    movq    (%rsi), %rsp
+    xorl    (%rsp), %eax
+    xorw    4(%rsp), %dx
+    andl    $0xffc0, %eax
+    orl     %edx, %eax
     jnz     1f
 2:  addq    $8, %rsp
     popq    %r15
