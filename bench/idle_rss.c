@@ -6,9 +6,13 @@
  * in weft_recv with its buffer used once.  The server's VmRSS is read
  * before the connections and once they are all established and idle.
  *
- * usage: idle_rss [CONNS] [stack|malloc]    (defaults: 10000, stack)
- *   stack:  the 64 KiB buffer on a 128 KiB coroutine stack (echo_server's way)
- *   malloc: the buffer malloc'd per connection, default 64 KiB stack
+ * usage: idle_rss [CONNS] [grow|stack|malloc] [quiet]   (defaults: 10000, grow)
+ *   grow:   echo_server's way: a 1 KiB buffer in the stack's top page, and
+ *           a 64 KiB one further down the stack once a read fills it
+ *   stack:  a 64 KiB buffer on a 128 KiB coroutine stack
+ *   malloc: a 64 KiB buffer malloc'd per connection, default 64 KiB stack
+ *   quiet:  connections that never send anything (the buffer is never
+ *           touched): what the library itself costs per connection
  * Prints one line: ... kib_per_conn=N.  Ends by itself (alarm as a backstop).
  */
 #include <weft.h>
@@ -31,7 +35,7 @@
 #define BUF_SIZE (64 * 1024)
 #define MSG_SIZE 64
 
-static int use_malloc;
+static const char *mode = "grow";
 static int report_fd = -1;
 
 /* ---- the server (child process) ------------------------------------------- */
@@ -62,6 +66,29 @@ static void serve_malloc(void *arg)
     weft_close(arg);
 }
 
+__attribute__((noinline)) static void echo_big(weft_sock *c)
+{
+    char buf[BUF_SIZE];
+    echo(c, buf);
+}
+
+static void serve_grow(void *arg)
+{
+    weft_sock *c = arg;
+    char small[1024];
+    ssize_t n;
+    weft_sock_set_nodelay(c, 1);
+    while ((n = weft_recv(c, small, sizeof small, -1)) > 0) {
+        if (weft_send(c, small, (size_t)n, -1) < 0)
+            break;
+        if ((size_t)n == sizeof small) {
+            echo_big(c);
+            break;
+        }
+    }
+    weft_close(c);
+}
+
 static int server(void *arg)
 {
     weft_sock *l, *c;
@@ -78,7 +105,9 @@ static int server(void *arg)
     close(report_fd);
     weft_co_opts big = {.stack_size = BUF_SIZE + 64 * 1024};
     while (weft_tcp_accept(l, &c, -1) >= 0) {
-        int64_t id = use_malloc ? weft_go(serve_malloc, c) : weft_go_opts(serve_stack, c, &big);
+        int64_t id = strcmp(mode, "malloc") == 0  ? weft_go(serve_malloc, c)
+                     : strcmp(mode, "stack") == 0 ? weft_go_opts(serve_stack, c, &big)
+                                                  : weft_go_opts(serve_grow, c, &big);
         if (id < 0)
             weft_close(c);
     }
@@ -102,7 +131,25 @@ static long rss_kib(pid_t pid)
     return kib;
 }
 
-/* Connects, does one checked round trip; returns the fd or -1. */
+static int quiet;
+
+/* Descriptors open in process pid, or -1. */
+static int fd_count(pid_t pid)
+{
+    char path[64], cmd[96];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    snprintf(cmd, sizeof cmd, "ls %s | wc -l", path);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f && fscanf(f, "%d", &n) != 1)
+        n = -1;
+    if (f)
+        pclose(f);
+    return n;
+}
+
+/* Connects and, unless quiet, does one checked round trip; returns the fd
+ * or -1. */
 static int open_one(int port, int seq)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -118,8 +165,11 @@ static int open_one(int port, int seq)
     char out[MSG_SIZE], in[MSG_SIZE];
     memset(out, 'a' + seq % 26, sizeof out);
     size_t got = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        send(fd, out, sizeof out, MSG_NOSIGNAL) != (ssize_t)sizeof out)
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        goto fail;
+    if (quiet)
+        return fd;
+    if (send(fd, out, sizeof out, MSG_NOSIGNAL) != (ssize_t)sizeof out)
         goto fail;
     while (got < sizeof in) {
         ssize_t n = recv(fd, in + got, sizeof in - got, 0);
@@ -144,9 +194,13 @@ static void close_reset(int fd)
 int main(int argc, char **argv)
 {
     int conns = argc > 1 ? atoi(argv[1]) : 10000;
-    use_malloc = argc > 2 && strcmp(argv[2], "malloc") == 0;
-    if (conns < 1 || (argc > 2 && !use_malloc && strcmp(argv[2], "stack") != 0)) {
-        fprintf(stderr, "usage: idle_rss [CONNS] [stack|malloc]\n");
+    if (argc > 2)
+        mode = argv[2];
+    quiet = argc > 3 && strcmp(argv[3], "quiet") == 0;
+    if (conns < 1 ||
+        (strcmp(mode, "grow") && strcmp(mode, "stack") && strcmp(mode, "malloc")) ||
+        (argc > 3 && !quiet)) {
+        fprintf(stderr, "usage: idle_rss [CONNS] [grow|stack|malloc] [quiet]\n");
         return 2;
     }
     struct rlimit r;
@@ -186,6 +240,7 @@ int main(int argc, char **argv)
 
     usleep(300 * 1000);
     long before = rss_kib(child);
+    int fds_before = fd_count(child);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (; opened < conns; opened++)
@@ -194,15 +249,19 @@ int main(int argc, char **argv)
             goto out;
         }
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* Without a round trip, wait until the server has accepted them all. */
+    for (int i = 0; quiet && i < 200 && fd_count(child) < fds_before + conns; i++)
+        usleep(50 * 1000);
     usleep(500 * 1000); /* let the server settle into its idle state */
     long after = rss_kib(child);
     if (before < 0 || after < 0) {
         fprintf(stderr, "idle_rss: cannot read the server's VmRSS\n");
         goto out;
     }
-    printf("idle_rss mode=%s conns=%d rss_before_kib=%ld rss_after_kib=%ld kib_per_conn=%.2f "
+    printf("idle_rss mode=%s%s conns=%d rss_before_kib=%ld rss_after_kib=%ld kib_per_conn=%.2f "
            "connect_secs=%.2f\n",
-           use_malloc ? "malloc" : "stack", conns, before, after, (double)(after - before) / conns,
+           mode, quiet ? ",quiet" : "", conns, before, after,
+           (double)(after - before) / conns,
            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     rc = 0;
 out:

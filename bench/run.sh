@@ -121,7 +121,7 @@ fi
 # ---- 3. memory per idle connection ------------------------------------------
 if part idle; then
 	echo "## idle_rss ($IDLE_CONNS connections)" | tee "$OUT/idle_rss.txt"
-	for mode in stack malloc; do
+	for mode in grow stack malloc; do
 		"$BUILD/bench/idle_rss" "$IDLE_CONNS" "$mode" 2>&1 | tee -a "$OUT/idle_rss.txt"
 	done
 fi

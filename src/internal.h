@@ -170,6 +170,8 @@ struct weft_loop {
     weft__cotab cos;
     weft__fiber sched;       /* the thread's own stack, which runs the loop */
     weft__co *current;
+    weft__co *co_free;        /* finished records kept for the next spawns */
+    size_t co_free_len;
     size_t stack_size;
     int64_t id_base;          /* loop number << 40 */
     int64_t seq;              /* last coroutine sequence number given out */
@@ -192,6 +194,8 @@ void weft__co_run(weft_loop *l, weft__co *co);
 /* Wakes every parked coroutine of the table with -ECANCELED. */
 void weft__cotab_cancel_all(weft__cotab *t);
 void weft__cotab_free(weft__cotab *t);
+/* Frees the loop's spare coroutine records. */
+void weft__co_pool_free(weft_loop *l);
 
 /* The loop of this thread, or NULL. */
 extern __thread weft_loop *weft__tls_loop;

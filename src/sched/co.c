@@ -16,6 +16,7 @@
 
 #define SEQ_BITS 40
 #define MAX_STACK ((size_t)1 << 30)
+#define CO_FREE_MAX 1024 /* records kept for reuse: spawn then needs no malloc */
 
 /* ---- id table: open addressing, linear probing, backward-shift delete ---- */
 
@@ -108,6 +109,38 @@ void weft__cotab_cancel_all(weft__cotab *t)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static weft__co *co_alloc(weft_loop *l)
+{
+    weft__co *co = l->co_free;
+    if (co) {
+        l->co_free = co->run_next;
+        l->co_free_len--;
+        return co;
+    }
+    return weft__sys_malloc(sizeof *co);
+}
+
+static void co_release(weft_loop *l, weft__co *co)
+{
+    if (l->co_free_len >= CO_FREE_MAX) {
+        free(co);
+        return;
+    }
+    co->run_next = l->co_free;
+    l->co_free = co;
+    l->co_free_len++;
+}
+
+void weft__co_pool_free(weft_loop *l)
+{
+    while (l->co_free) {
+        weft__co *co = l->co_free;
+        l->co_free = co->run_next;
+        free(co);
+    }
+    l->co_free_len = 0;
+}
+
 static void finish(weft_loop *l, weft__co *co, int result)
 {
     tab_del(&l->cos, co->id);
@@ -132,7 +165,7 @@ void weft__co_run(weft_loop *l, weft__co *co)
         size_t size = co->stack_size ? co->stack_size : l->stack_size;
         if (weft__fiber_start(&co->fiber, size, co_entry, co) < 0) {
             finish(l, co, -ENOMEM);
-            free(co);
+            co_release(l, co);
             return;
         }
     }
@@ -142,7 +175,7 @@ void weft__co_run(weft_loop *l, weft__co *co)
     l->current = NULL;
     if (co->state == WEFT__CO_DONE) {
         weft__fiber_release(&co->fiber);
-        free(co);
+        co_release(l, co);
     }
 }
 
@@ -155,7 +188,7 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
         return -EINVAL;
     if (l->seq + 1 >= ((int64_t)1 << SEQ_BITS))
         return -EAGAIN; /* 10^12 spawns on one loop */
-    weft__co *co = weft__sys_malloc(sizeof *co);
+    weft__co *co = co_alloc(l);
     if (!co)
         return -ENOMEM;
     memset(co, 0, offsetof(weft__co, name) + 1);
@@ -171,7 +204,7 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
         }
     }
     if (tab_put(&l->cos, co) < 0) {
-        free(co);
+        co_release(l, co);
         return -ENOMEM;
     }
     l->seq++;

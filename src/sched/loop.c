@@ -198,6 +198,7 @@ void weft_loop_free(weft_loop *l)
     l->be->fini(l);
     weft__timer_free(&l->timers);
     weft__cotab_free(&l->cos);
+    weft__co_pool_free(l);
     pthread_mutex_destroy(l->post_lock);
     free(l->post_lock);
     weft__stack_pool_drain();
