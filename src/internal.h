@@ -255,6 +255,10 @@ struct weft__backend {
 
 extern const weft__backend weft__backend_epoll;
 
+/* Starts loading what an event on e will touch next (the waiting
+ * coroutine's wait record), when e is a socket. */
+void weft__pollent_prefetch(weft__pollent *e);
+
 /* ---- sockets (src/net/) ------------------------------------------------ */
 
 enum {

@@ -35,6 +35,15 @@ static void on_sock_event(weft__pollent *pe, int ev)
     }
 }
 
+void weft__pollent_prefetch(weft__pollent *pe)
+{
+    if (pe->on_event == on_sock_event) {
+        weft_sock *s = (weft_sock *)pe;
+        if (s->rq.head)
+            __builtin_prefetch(s->rq.head, 1);
+    }
+}
+
 int weft__sock_new(weft_sock **out, int fd, unsigned flags)
 {
     weft_sock *s = weft__sys_calloc(1, sizeof *s);

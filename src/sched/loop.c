@@ -266,6 +266,14 @@ static void run_ready(weft_loop *l)
     l->runq_head = l->runq_tail = NULL;
     while (co) {
         weft__co *next = co->run_next;
+        /* The next coroutine's saved registers are a cache miss when there
+         * are thousands: start loading them while this one runs. */
+#ifndef WEFT_USE_UCONTEXT
+        if (next && next->fiber.stack) {
+            __builtin_prefetch(next->fiber.ctx.sp);
+            __builtin_prefetch((char *)next->fiber.ctx.sp + 56);
+        }
+#endif
         weft__co_run(l, co);
         co = next;
     }
