@@ -136,7 +136,11 @@ fi
 		[ -f "$OUT/$f" ] || continue
 		echo
 		case $f in
-		echo/*) echo "## echo servers (srv ns/rt = server CPU per round trip)"; echo; cat "$OUT/$f" ;;
+		echo/*)
+			echo "## echo servers (srv ns/rt = server CPU per round trip)"; echo; cat "$OUT/$f"
+			echo; echo "## srv ns/rt relative to ref_epoll, paired by repetition (median, then each)"; echo
+			python3 "$HERE/ratios.py" "$OUT/echo/raw.txt"
+			;;
 		*) echo '```'; cat "$OUT/$f"; echo '```' ;;
 		esac
 	done

@@ -15,6 +15,36 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+
+/* Which sanitizer the test is built with, for bounds that must differ. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+/* Monotonic clock, independent of weft_now(), to measure weft by. */
+static inline int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline int64_t mono_ms(void)
+{
+    return mono_ns() / 1000000;
+}
 
 /* Descriptors open in this process. */
 static inline int count_fds(void)
@@ -41,6 +71,29 @@ static inline int listen_any(weft_sock **out, const char *host)
     if ((rc = weft_sock_local(*out, &a)) < 0)
         return rc;
     return weft_addr_port(&a);
+}
+
+/* A connected TCP pair over host (numeric): *a connected, *b accepted.
+ * Returns 0 or the failing call's code. */
+static inline int make_pair_on(const char *host, weft_sock **a, weft_sock **b)
+{
+    weft_sock *l;
+    int port = listen_any(&l, host);
+    if (port <= 0)
+        return port < 0 ? port : -EINVAL;
+    int rc = weft_tcp_connect(a, host, port, 2000);
+    if (rc == 0) {
+        rc = weft_tcp_accept(l, b, 2000);
+        if (rc < 0)
+            weft_close(*a);
+    }
+    weft_close(l);
+    return rc;
+}
+
+static inline int make_pair(weft_sock **a, weft_sock **b)
+{
+    return make_pair_on("127.0.0.1", a, b);
 }
 
 /* Raises the soft descriptor limit to the hard one; returns the new soft. */

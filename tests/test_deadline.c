@@ -14,32 +14,9 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define IN_RANGE(v, lo, hi) ((v) >= (lo) && (v) < (hi))
 
 /* A connected loopback pair; the listener is closed again.  0 or -errno. */
-static int make_pair(weft_sock **a, weft_sock **b)
-{
-    weft_sock *l;
-    int port = listen_any(&l, "127.0.0.1");
-    if (port <= 0)
-        return port < 0 ? port : -EINVAL;
-    int rc = weft_tcp_connect(a, "127.0.0.1", port, 2000);
-    if (rc == 0) {
-        rc = weft_tcp_accept(l, b, 2000);
-        if (rc < 0)
-            weft_close(*a);
-    }
-    weft_close(l);
-    return rc;
-}
-
 /* ---- the deadline on sleeps and joins ----------------------------------- */
 
 static int ds_rc[8];

@@ -21,13 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static volatile sig_atomic_t alarms;
 static struct sigaction old_action;
 static struct itimerval old_timer;

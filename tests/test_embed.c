@@ -16,13 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define IN_RANGE(v, lo, hi) ((v) >= (lo) && (v) < (hi))
 
 /* Whether fd is readable within ms. */
@@ -31,22 +24,6 @@ static int readable(int fd, int ms)
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int n = poll(&p, 1, ms);
     return n > 0 && (p.revents & POLLIN);
-}
-
-static int make_pair(weft_sock **a, weft_sock **b)
-{
-    weft_sock *l;
-    int port = listen_any(&l, "127.0.0.1");
-    if (port <= 0)
-        return port < 0 ? port : -EINVAL;
-    int rc = weft_tcp_connect(a, "127.0.0.1", port, 2000);
-    if (rc == 0) {
-        rc = weft_tcp_accept(l, b, 2000);
-        if (rc < 0)
-            weft_close(*a);
-    }
-    weft_close(l);
-    return rc;
 }
 
 /* ---- a whole run driven by poll() ------------------------------------------ */

@@ -19,22 +19,6 @@
 
 /* A connected loopback pair: *a connected, *b accepted.  The handshake
  * completes in the backlog, so this needs no second coroutine. */
-static int make_pair(weft_sock **a, weft_sock **b)
-{
-    weft_sock *l;
-    int port = listen_any(&l, "127.0.0.1");
-    if (port < 0)
-        return port;
-    int rc = weft_tcp_connect(a, "127.0.0.1", port, 2000);
-    if (rc == 0) {
-        rc = weft_tcp_accept(l, b, 2000);
-        if (rc < 0)
-            weft_close(*a);
-    }
-    weft_close(l);
-    return rc;
-}
-
 /* ---- half-close ------------------------------------------------------------------ */
 
 #define HC_LEN (256 * KiB)

@@ -29,22 +29,6 @@ static double cpu_ms(void)
 
 /* A connected pair over loopback: *a is the connecting end, *b the accepted
  * one.  The handshake completes in the backlog, so one coroutine suffices. */
-static int make_pair(const char *host, weft_sock **a, weft_sock **b)
-{
-    weft_sock *l;
-    int port = listen_any(&l, host);
-    if (port < 0)
-        return port;
-    int rc = weft_tcp_connect(a, host, port, 2000);
-    if (rc == 0) {
-        rc = weft_tcp_accept(l, b, 2000);
-        if (rc < 0)
-            weft_close(*a);
-    }
-    weft_close(l);
-    return rc;
-}
-
 static unsigned char *pattern_buf(size_t n, uint64_t seed)
 {
     unsigned char *p = malloc(n);
@@ -396,7 +380,7 @@ static void wq_reader(void *arg)
 static int wq_main(void *arg)
 {
     (void)arg;
-    wq->pair_rc = make_pair("127.0.0.1", &wq->w, &wq->r);
+    wq->pair_rc = make_pair_on("127.0.0.1", &wq->w, &wq->r);
     if (wq->pair_rc < 0)
         return wq->pair_rc;
     /* A small send buffer makes sends partial, so writers really overlap. */
@@ -603,7 +587,7 @@ static void unread_peer(void *arg)
 static int unread_main(void *arg)
 {
     unread_run *r = arg;
-    r->pair_rc = make_pair("127.0.0.1", &r->us, &r->peer);
+    r->pair_rc = make_pair_on("127.0.0.1", &r->us, &r->peer);
     if (r->pair_rc < 0)
         return r->pair_rc;
     static char buf[64 * KiB];
@@ -701,7 +685,7 @@ static void sg_receiver(void *arg)
 static int sg_main(void *arg)
 {
     sg_run *r = arg;
-    r->pair_rc = make_pair("127.0.0.1", &r->a, &r->b);
+    r->pair_rc = make_pair_on("127.0.0.1", &r->a, &r->b);
     if (r->pair_rc < 0)
         return r->pair_rc;
     struct iovec one = {r->dst, 1};
@@ -782,7 +766,7 @@ static int sent_main(void *arg)
     fill_pattern(data, len, 9);
 
     weft_sock *a, *b;
-    r->pair_rc = make_pair("127.0.0.1", &a, &b);
+    r->pair_rc = make_pair_on("127.0.0.1", &a, &b);
     if (r->pair_rc < 0)
         return r->pair_rc;
     r->ok_rc = weft_send(a, data, 1000, 1000);
@@ -807,7 +791,7 @@ static int sent_main(void *arg)
     weft_close(b);
 
     /* The same for sendv, whose count spans pieces. */
-    r->pair_rc = make_pair("127.0.0.1", &a, &b);
+    r->pair_rc = make_pair_on("127.0.0.1", &a, &b);
     if (r->pair_rc < 0)
         return r->pair_rc;
     struct iovec v[3] = {{data, 3}, {data + 3, len / 2 - 3}, {data + len / 2, len / 2}};

@@ -14,18 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t mono_ms(void)
-{
-    return mono_ns() / 1000000;
-}
-
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
 
 static uint64_t rng(void)
