@@ -73,6 +73,21 @@ static inline int listen_any(weft_sock **out, const char *host)
     return weft_addr_port(&a);
 }
 
+/* Local and peer port of s, or the error. */
+static inline int local_port(const weft_sock *s)
+{
+    weft_addr a;
+    int rc = weft_sock_local(s, &a);
+    return rc < 0 ? rc : weft_addr_port(&a);
+}
+
+static inline int peer_port(const weft_sock *s)
+{
+    weft_addr a;
+    int rc = weft_sock_peer(s, &a);
+    return rc < 0 ? rc : weft_addr_port(&a);
+}
+
 /* A connected TCP pair over host (numeric): *a connected, *b accepted.
  * Returns 0 or the failing call's code. */
 static inline int make_pair_on(const char *host, weft_sock **a, weft_sock **b)

@@ -205,7 +205,7 @@ Test(eintr, coroutines_under_alarm_storm, .timeout = 30)
 
 /* A plain thread plays the peer with blocking calls, after a delay so
  * that the main stack really blocks. */
-static int peer_port;
+static int eintr_port;
 static int peer_ok;
 
 static void *peer_thread(void *arg)
@@ -217,7 +217,7 @@ static void *peer_thread(void *arg)
     struct timespec ts = {0, 50 * 1000000L};
     nanosleep(&ts, NULL);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)peer_port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)eintr_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         return NULL;
@@ -247,8 +247,8 @@ Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *l, *c = NULL;
-    peer_port = listen_any(&l, "127.0.0.1");
-    cr_assert_gt(peer_port, 0);
+    eintr_port = listen_any(&l, "127.0.0.1");
+    cr_assert_gt(eintr_port, 0);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, peer_thread, NULL), 0);
 

@@ -153,20 +153,6 @@ static void run_loop(scenario f)
 static char sentinel_storage;
 #define SENTINEL ((weft_sock *)(void *)&sentinel_storage)
 
-static int local_port(const weft_sock *s)
-{
-    weft_addr a;
-    int rc = weft_sock_local(s, &a);
-    return rc < 0 ? rc : weft_addr_port(&a);
-}
-
-static int peer_port(const weft_sock *s)
-{
-    weft_addr a;
-    int rc = weft_sock_peer(s, &a);
-    return rc < 0 ? rc : weft_addr_port(&a);
-}
-
 /* Arms one fault, and reads back after the call whether it fired. */
 static void arm(weft_fault_kind k, int err)
 {

@@ -90,20 +90,6 @@ static void pair_close(pair *p)
     memset(p, 0, sizeof *p);
 }
 
-static int local_port(const weft_sock *s)
-{
-    weft_addr a;
-    int rc = weft_sock_local(s, &a);
-    return rc < 0 ? rc : weft_addr_port(&a);
-}
-
-static int peer_port(const weft_sock *s)
-{
-    weft_addr a;
-    int rc = weft_sock_peer(s, &a);
-    return rc < 0 ? rc : weft_addr_port(&a);
-}
-
 static bool have_ipv6(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM, 0);

@@ -309,8 +309,7 @@ int weft_loop_poll(weft_loop *l, int64_t timeout_ms)
     int rc = check_caller(l);
     if (rc < 0)
         return rc;
-    int64_t deadline = timeout_ms < 0 && timeout_ms != -1 ? 0 : weft__deadline(timeout_ms);
-    step(l, deadline);
+    step(l, weft__deadline(timeout_ms));
     return (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
 }
 
