@@ -147,16 +147,17 @@ typedef struct weft_loop weft_loop;
  * -ENOMEM, -EMFILE, -ENFILE.  The caller frees it with weft_loop_free. */
 WEFT_EXTERN int weft_loop_new(weft_loop **out, const weft_config *cfg);
 
-/* One step: runs every ready coroutine once, then waits up to timeout_ms
- * for I/O or a timer (0 = don't wait; no wait at all if coroutines are
- * ready) and runs whoever that made ready.  Returns the number of coroutines
- * still alive, or -EINVAL (not this thread's loop), -EBUSY (called from
- * inside one of the loop's own coroutines). */
+/* One step: waits up to timeout_ms for I/O or a timer (0 = don't wait, and
+ * no wait at all while coroutines are ready to run), then runs once every
+ * coroutine that is ready.  Returns the number of coroutines still alive,
+ * or -EINVAL (not this thread's loop), -EBUSY (called from inside one of
+ * the loop's own coroutines). */
 WEFT_EXTERN int weft_loop_poll(weft_loop *l, int64_t timeout_ms);
 
 /* Steps until no coroutine is alive (returns 0), weft_loop_stop was called
  * (returns how many are still alive, > 0), or timeout_ms passed
- * (-ETIMEDOUT).  -EINVAL/-EBUSY as weft_loop_poll. */
+ * (-ETIMEDOUT; with 0 after exactly one step).  -EINVAL/-EBUSY as
+ * weft_loop_poll. */
 WEFT_EXTERN int weft_loop_run(weft_loop *l, int64_t timeout_ms);
 
 /* Makes weft_loop_run return after its current step.  Never blocks. */
@@ -164,12 +165,16 @@ WEFT_EXTERN void weft_loop_stop(weft_loop *l);
 
 /* Returns a descriptor that becomes readable whenever weft_loop_poll has
  * work to do (I/O ready, a timer due, coroutines ready to run), for another
- * event loop to watch.  Owned by the loop. */
+ * event loop to watch.  Owned by the loop.  The first call creates a timer
+ * descriptor: it can fail with -EMFILE, -ENFILE or -ENOMEM.  From then on
+ * every step asks the poller (the fd's state must stay true), which costs a
+ * syscall per step that a loop nobody watches would skip. */
 WEFT_EXTERN int weft_loop_fd(const weft_loop *l);
 
 /* Thread-safe: runs fn(arg) in a new coroutine on loop l, from any thread.
  * Each post runs exactly once, in the order posted from one thread.  Posts
- * still queued when the loop is freed never run.  Returns 0 or -ENOMEM. */
+ * still queued when the loop is freed never run; l must not be used once
+ * weft_loop_free has begun.  Returns 0, -EINVAL (l or fn NULL), -ENOMEM. */
 WEFT_EXTERN int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);
 
 /* Thread-safe: wakes the loop if it is waiting, so its current step returns
