@@ -102,6 +102,24 @@ static void bounce(void *arg)
         weft__ctx_switch(&co_ctx, &main_ctx);
 }
 
+/* The scheduler's pair: the loop resumes, the coroutine suspends. */
+static weft__ctx pair_main, pair_co;
+
+static void bounce_pair(void *arg)
+{
+    (void)arg;
+    for (;;)
+        weft__ctx_suspend(&pair_co, &pair_main);
+}
+
+static double bench_pair(long n)
+{
+    double t = now_ns();
+    for (long i = 0; i < n; i++)
+        weft__ctx_resume(&pair_main, &pair_co);
+    return (now_ns() - t) / (2.0 * (double)n); /* two switches per round */
+}
+
 static double bench_switch(long n)
 {
 #ifdef HAVE_MXCSR
@@ -228,6 +246,27 @@ int main(int argc, char **argv)
     weft__ctx_switch(&main_ctx, &co_ctx); /* enters bounce, which comes straight back */
     measure(bench_switch, v);
     print("switch_ns", v, 0);
+
+    /* What the scheduler uses: resume one way, suspend the other. */
+    weft__stack *st2;
+    if (weft__stack_get(&st2, 64 * 1024) < 0) {
+        fprintf(stderr, "ctxswitch: no stack\n");
+        return 1;
+    }
+#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
+    {
+        uint32_t mx;
+        uint16_t cw;
+        __asm__ volatile("stmxcsr %0" : "=m"(mx));
+        __asm__ volatile("fnstcw %0" : "=m"(cw));
+        pair_main.fp_words[0] = mx; /* as weft__fiber_capture_fp does each step */
+        pair_main.fp_words[1] = cw;
+    }
+#endif
+    weft__ctx_make(&pair_co, st2, bounce_pair, NULL);
+    weft__ctx_resume(&pair_main, &pair_co);
+    measure(bench_pair, v);
+    print("switch_ns(resume+suspend)", v, 0);
 #ifdef HAVE_MXCSR
     measure(bench_switch_fp, v);
     print("switch_ns(fp_flags)", v, 0);

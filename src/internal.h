@@ -47,6 +47,7 @@ typedef struct weft__ctx {
     ucontext_t uc;
 #else
     void *sp;
+    uint32_t fp_words[2]; /* a loop's MXCSR and x87 control word, cached per step */
 #endif
 } weft__ctx;
 
@@ -87,8 +88,6 @@ void weft__fiber_init_thread(weft__fiber *f);
 /* Gives f a stack of size bytes (0 = default) and arranges for entry(arg)
  * to run on the first switch to it.  Returns 0 or -ENOMEM. */
 int weft__fiber_start(weft__fiber *f, size_t size, void (*entry)(void *), void *arg);
-/* Suspends from and resumes to. */
-void weft__fiber_switch(weft__fiber *from, weft__fiber *to);
 /* Leaves from for good (its stack may be released once to runs). */
 void weft__fiber_exit_to(weft__fiber *from, weft__fiber *to) __attribute__((noreturn));
 /* Must be the first call of an entry function: completes the switch in. */
@@ -96,9 +95,18 @@ void weft__fiber_entered(weft__fiber *self, weft__fiber *from);
 /* Frees f's stack (to the pool) once it has exited or never started. */
 void weft__fiber_release(weft__fiber *f);
 
+/* Caches the running thread's floating-point control words in loop_ctx,
+ * for weft__fiber_resume/suspend; called at the start of each step. */
+void weft__fiber_capture_fp(weft__fiber *loop);
+/* The scheduler's switches: loop -> coroutine and coroutine -> loop. */
+void weft__fiber_resume(weft__fiber *loop, weft__fiber *co);
+void weft__fiber_suspend(weft__fiber *co, weft__fiber *loop);
+
 /* Low level, used by fiber.c. */
 void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg);
 void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
+void weft__ctx_resume(weft__ctx *loop, weft__ctx *co);
+void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop);
 
 /* Overflow detector: a per-thread alternate signal stack and one SIGSEGV
  * handler that recognises faults in the running coroutine's guard pages. */

@@ -7,7 +7,8 @@
  */
     .text
 
-/* void regs_call(weft__ctx *from, weft__ctx *to, uint64_t out[7]) */
+/* void regs_call(weft__ctx *from, weft__ctx *to, uint64_t out[7], switch_fn fn):
+ * fn is the switch under test (weft__ctx_switch or weft__ctx_resume). */
     .globl  regs_call
     .type   regs_call, @function
 regs_call:
@@ -18,13 +19,14 @@ regs_call:
     pushq   %r14
     pushq   %r15
     pushq   %rdx
+    movq    %rcx, %rax
     movabsq $0x1111111111111111, %rbx
     movabsq $0x2222222222222222, %rbp
     movabsq $0x3333333333333333, %r12
     movabsq $0x4444444444444444, %r13
     movabsq $0x5555555555555555, %r14
     movabsq $0x6666666666666666, %r15
-    call    weft__ctx_switch
+    call    *%rax
     popq    %rdx
     movq    %rbx, 0(%rdx)
     movq    %rbp, 8(%rdx)
@@ -43,10 +45,12 @@ regs_call:
     ret
     .size   regs_call, .-regs_call
 
-/* void regs_clobber(weft__ctx *from, weft__ctx *to, int which): garbage in
- * every callee-saved register; round-toward-zero in MXCSR if which & 1 and
- * in the x87 control word if which & 2 (the default mode otherwise); then
- * switch back. */
+/* void regs_clobber(weft__ctx *from, weft__ctx *to, int which, switch_fn fn):
+ * garbage in every callee-saved register; round-toward-zero in MXCSR if
+ * which & 1 and in the x87 control word if which & 2 (the default mode
+ * otherwise); then switch back with fn.  Once resumed, it records the
+ * control words it finds in clobber_seen (MXCSR, then the x87 word) and its
+ * callee-saved registers in clobber_regs (rbx rbp r12 r13 r14 r15). */
     .globl  regs_clobber
     .type   regs_clobber, @function
 regs_clobber:
@@ -75,7 +79,16 @@ regs_clobber:
     movq    $-4, %r13
     movq    $-5, %r14
     movq    $-6, %r15
-    call    weft__ctx_switch
+    movq    %rcx, %rax
+    call    *%rax
+    stmxcsr clobber_seen(%rip)
+    fnstcw  clobber_seen+4(%rip)
+    movq    %rbx, clobber_regs(%rip)
+    movq    %rbp, clobber_regs+8(%rip)
+    movq    %r12, clobber_regs+16(%rip)
+    movq    %r13, clobber_regs+24(%rip)
+    movq    %r14, clobber_regs+32(%rip)
+    movq    %r15, clobber_regs+40(%rip)
     addq    $8, %rsp
     popq    %r15
     popq    %r14
@@ -85,5 +98,14 @@ regs_clobber:
     popq    %rbp
     ret
     .size   regs_clobber, .-regs_clobber
+
+    .bss
+    .globl  clobber_seen
+    .p2align 3
+clobber_seen:
+    .zero   8
+    .globl  clobber_regs
+clobber_regs:
+    .zero   48
 
     .section .note.GNU-stack,"",@progbits

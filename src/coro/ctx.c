@@ -34,9 +34,32 @@ void weft__ctx_switch(weft__ctx *from, weft__ctx *to)
     swapcontext(&from->uc, &to->uc);
 }
 
+void weft__ctx_resume(weft__ctx *loop, weft__ctx *co)
+{
+    swapcontext(&loop->uc, &co->uc);
+}
+
+void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop)
+{
+    swapcontext(&co->uc, &loop->uc);
+}
+
 #else
 
 void weft__ctx_trampoline(void);
+
+#if !defined(__x86_64__)
+/* Only x86-64 has the asymmetric pair; elsewhere both are the one switch. */
+void weft__ctx_resume(weft__ctx *loop, weft__ctx *co)
+{
+    weft__ctx_switch(loop, co);
+}
+
+void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop)
+{
+    weft__ctx_switch(co, loop);
+}
+#endif
 
 void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg)
 {

@@ -74,6 +74,8 @@ static inline void before(weft__fiber *from, weft__fiber *to, bool exiting)
     (void)from, (void)to, (void)exiting;
 }
 
+/* Whoever switched back to a coroutine is its loop, and whoever switched
+ * back to the loop is the coroutine it resumed: `from` is that other side. */
 static inline void after(weft__fiber *self, weft__fiber *from)
 {
 #ifdef WEFT_ASAN
@@ -84,18 +86,38 @@ static inline void after(weft__fiber *self, weft__fiber *from)
     (void)self, (void)from;
 }
 
-void weft__fiber_switch(weft__fiber *from, weft__fiber *to)
+void weft__fiber_capture_fp(weft__fiber *loop)
 {
-    before(from, to, false);
-    weft__ctx_switch(&from->ctx, &to->ctx);
-    /* Whoever switched back to us is the loop's fiber in weft's design. */
-    after(from, to);
+#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    loop->ctx.fp_words[0] = mxcsr;
+    loop->ctx.fp_words[1] = fpucw;
+#else
+    (void)loop;
+#endif
+}
+
+void weft__fiber_resume(weft__fiber *loop, weft__fiber *co)
+{
+    before(loop, co, false);
+    weft__ctx_resume(&loop->ctx, &co->ctx);
+    after(loop, co);
+}
+
+void weft__fiber_suspend(weft__fiber *co, weft__fiber *loop)
+{
+    before(co, loop, false);
+    weft__ctx_suspend(&co->ctx, &loop->ctx);
+    after(co, loop);
 }
 
 void weft__fiber_exit_to(weft__fiber *from, weft__fiber *to)
 {
     before(from, to, true);
-    weft__ctx_switch(&from->ctx, &to->ctx);
+    weft__ctx_suspend(&from->ctx, &to->ctx);
     __builtin_unreachable();
 }
 

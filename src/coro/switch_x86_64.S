@@ -56,6 +56,94 @@ weft__ctx_switch:
     .cfi_endproc
     .size   weft__ctx_switch, .-weft__ctx_switch
 
+/*
+ * The scheduler's pair.  Coroutines only ever switch to and from their
+ * loop, whose control words do not change during a step (the loop caches
+ * them in its ctx at the start of each step: weft__ctx_capture_fp).  So:
+ * resume (loop -> coroutine) reads no control word at all and its frame has
+ * no slot for them; suspend (coroutine -> loop) saves the coroutine's and
+ * compares them with the loop's cached ones.  Half the reads of a pair of
+ * symmetric switches.
+ *
+ * weft__ctx layout: sp at 0, the cached MXCSR at 8, x87 control word at 12.
+ */
+
+/* void weft__ctx_resume(weft__ctx *loop, weft__ctx *co)   rdi, rsi */
+    .globl  weft__ctx_resume
+    .hidden weft__ctx_resume
+    .type   weft__ctx_resume, @function
+    .p2align 4
+weft__ctx_resume:
+    .cfi_startproc
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    movq    %rsp, (%rdi)
+    movl    8(%rdi), %eax
+    movzwl  12(%rdi), %edx
+    movq    (%rsi), %rsp
+    xorl    (%rsp), %eax
+    xorw    4(%rsp), %dx
+    andl    $0xffc0, %eax
+    orl     %edx, %eax
+    jnz     1f
+2:  addq    $8, %rsp
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    popq    %rcx
+    jmpq    *%rcx
+1:  ldmxcsr (%rsp)
+    fldcw   4(%rsp)
+    jmp     2b
+    .cfi_endproc
+    .size   weft__ctx_resume, .-weft__ctx_resume
+
+/* void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop)   rdi, rsi */
+    .globl  weft__ctx_suspend
+    .hidden weft__ctx_suspend
+    .type   weft__ctx_suspend, @function
+    .p2align 4
+weft__ctx_suspend:
+    .cfi_startproc
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    subq    $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw  4(%rsp)
+    movq    %rsp, (%rdi)
+    movl    (%rsp), %eax
+    movzwl  4(%rsp), %edx
+    xorl    8(%rsi), %eax
+    xorw    12(%rsi), %dx
+    movq    (%rsi), %rsp
+    andl    $0xffc0, %eax
+    orl     %edx, %eax
+    jnz     1f
+2:  popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    popq    %rcx
+    jmpq    *%rcx
+1:  ldmxcsr 8(%rsi)
+    fldcw   12(%rsi)
+    jmp     2b
+    .cfi_endproc
+    .size   weft__ctx_suspend, .-weft__ctx_suspend
+
 /* First code a new coroutine runs: r12 = entry, r13 = its argument. */
     .globl  weft__ctx_trampoline
     .hidden weft__ctx_trampoline

@@ -171,7 +171,7 @@ void weft__co_run(weft_loop *l, weft__co *co)
     }
     l->current = co;
     co->state = WEFT__CO_RUNNING;
-    weft__fiber_switch(&l->sched, &co->fiber);
+    weft__fiber_resume(&l->sched, &co->fiber);
     l->current = NULL;
     if (co->state == WEFT__CO_DONE) {
         weft__fiber_release(&co->fiber);
@@ -297,7 +297,7 @@ int weft_yield(void)
         return -ECANCELED;
     }
     weft__ready(l, co);
-    weft__fiber_switch(&co->fiber, &l->sched);
+    weft__fiber_suspend(&co->fiber, &l->sched);
     return 0;
 }
 

@@ -263,6 +263,8 @@ static void fire_timers(weft_loop *l)
 static void run_ready(weft_loop *l)
 {
     weft__co *co = l->runq_head;
+    if (co)
+        weft__fiber_capture_fp(&l->sched); /* the embedder may have changed them */
     l->runq_head = l->runq_tail = NULL;
     while (co) {
         weft__co *next = co->run_next;

@@ -114,7 +114,7 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
     }
     co->wait = w;
     co->state = WEFT__CO_WAITING;
-    weft__fiber_switch(&co->fiber, &l->sched);
+    weft__fiber_suspend(&co->fiber, &l->sched);
     co->wait = NULL;
     return w->result;
 }
