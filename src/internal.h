@@ -304,6 +304,9 @@ ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op o
 /* Closes s's descriptor (linger 0 first if reset) and frees s once no call
  * is using it. */
 int weft__sock_close(weft_sock *s, bool reset);
+/* Drops a reference a waiting call took (s->refs++); frees a socket that
+ * was closed meanwhile once the last one is gone. */
+void weft__sock_unref(weft_sock *s);
 /* Makes a weft_sock for fd (already non-blocking).  Returns 0 or -ENOMEM. */
 int weft__sock_new(weft_sock **out, int fd, unsigned flags);
 

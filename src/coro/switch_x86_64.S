@@ -11,6 +11,30 @@
  */
     .text
 
+/* The registers the ABI says survive a call; every frame below holds them
+ * in this order, the return address above them. */
+.macro SAVE_CALLEE_SAVED
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+.endm
+
+/* Pops them and continues where the resumed context left off: pop and jump,
+ * not ret, which would mispredict on every switch. */
+.macro RESTORE_CALLEE_SAVED_AND_JUMP
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    popq    %rcx
+    jmpq    *%rcx
+.endm
+
 /* void weft__ctx_switch(weft__ctx *from, weft__ctx *to)   rdi, rsi */
     .globl  weft__ctx_switch
     .hidden weft__ctx_switch
@@ -18,12 +42,7 @@
     .p2align 4
 weft__ctx_switch:
     .cfi_startproc
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE_CALLEE_SAVED
     subq    $8, %rsp
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
@@ -42,14 +61,7 @@ weft__ctx_switch:
     orl     %edx, %eax
     jnz     1f
 2:  addq    $8, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rbx
-    popq    %rbp
-    popq    %rcx
-    jmpq    *%rcx
+    RESTORE_CALLEE_SAVED_AND_JUMP
 1:  ldmxcsr (%rsp)
     fldcw   4(%rsp)
     jmp     2b
@@ -75,12 +87,7 @@ weft__ctx_switch:
     .p2align 4
 weft__ctx_resume:
     .cfi_startproc
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE_CALLEE_SAVED
     movq    %rsp, (%rdi)
     movl    8(%rdi), %eax
     movzwl  12(%rdi), %edx
@@ -91,14 +98,7 @@ weft__ctx_resume:
     orl     %edx, %eax
     jnz     1f
 2:  addq    $8, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rbx
-    popq    %rbp
-    popq    %rcx
-    jmpq    *%rcx
+    RESTORE_CALLEE_SAVED_AND_JUMP
 1:  ldmxcsr (%rsp)
     fldcw   4(%rsp)
     jmp     2b
@@ -112,12 +112,7 @@ weft__ctx_resume:
     .p2align 4
 weft__ctx_suspend:
     .cfi_startproc
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE_CALLEE_SAVED
     subq    $8, %rsp
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
@@ -130,14 +125,7 @@ weft__ctx_suspend:
     andl    $0xffc0, %eax
     orl     %edx, %eax
     jnz     1f
-2:  popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %rbx
-    popq    %rbp
-    popq    %rcx
-    jmpq    *%rcx
+2:  RESTORE_CALLEE_SAVED_AND_JUMP
 1:  ldmxcsr 8(%rsi)
     fldcw   12(%rsi)
     jmp     2b

@@ -77,7 +77,7 @@ int weft_addr_port(const weft_addr *a)
 int weft_addr_format(const weft_addr *a, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
-    char tmp[sizeof host + 16];
+    char tmp[sizeof(struct sockaddr_un) + 16]; /* the longest: a unix path */
     int n;
     if (!a || (!buf && len))
         return -EINVAL;
@@ -105,17 +105,8 @@ int weft_addr_format(const weft_addr *a, char *buf, size_t len)
         if (plen > 0 && p[0] == '\0') { /* Linux abstract name: shown as @name */
             n = snprintf(tmp, sizeof tmp, "@%.*s", (int)(plen - 1), p + 1);
         } else {
-            n = (int)strnlen(p, plen ? plen : sizeof a->u.un.sun_path);
-            if ((size_t)n >= len) {
-                if (len) {
-                    memcpy(buf, p, len - 1);
-                    buf[len - 1] = '\0';
-                }
-                return -ENOSPC;
-            }
-            memcpy(buf, p, (size_t)n);
-            buf[n] = '\0';
-            return n;
+            int pl = (int)strnlen(p, plen ? plen : sizeof a->u.un.sun_path);
+            n = snprintf(tmp, sizeof tmp, "%.*s", pl, p);
         }
         break;
     }

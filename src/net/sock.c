@@ -159,7 +159,7 @@ static void give(weft_sock *s, int dir)
         s->wbusy = false;
 }
 
-static void unref(weft_sock *s)
+void weft__sock_unref(weft_sock *s)
 {
     if (--s->refs == 0 && s->closed)
         free(s);
@@ -170,7 +170,6 @@ ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op o
     bool *ready = dir == WEFT__EV_IN ? &s->rready : &s->wready;
     bool busy = dir == WEFT__EV_IN ? s->rbusy : s->wbusy;
     ssize_t r;
-
     bool tried = false;
 
     /* Fast path: nobody else holds the direction and it may be ready. */
@@ -207,7 +206,7 @@ ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op o
     }
     give(s, dir);
 out:
-    unref(s);
+    weft__sock_unref(s);
     return r;
 }
 
@@ -480,7 +479,7 @@ int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
         else
             rc = weft__park(&w, ev == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
         bool closed = s->closed;
-        unref(s);
+        weft__sock_unref(s);
         if (closed)
             return -ECANCELED;
         if (rc < 0)

@@ -126,13 +126,14 @@ static int backoff_sleep(weft_sock *l, int64_t ms, int64_t deadline)
         int rc = weft__fd_poll(-1, 0, until); /* poll() ignores fd -1: a plain sleep */
         return rc == -ETIMEDOUT ? 0 : rc;
     }
+    /* On the listener's queue, so that closing it ends the sleep; not through
+     * weft__sock_wait, whose arming of an unarmed listener would report the
+     * queued connection at once and cut the back-off short. */
     weft__wait w;
     l->refs++;
-    /* On the listener's queue, so that closing it ends the sleep. */
     int rc = weft__park(&w, &l->rq, until);
     bool closed = l->closed;
-    if (--l->refs == 0 && closed)
-        free(l);
+    weft__sock_unref(l);
     if (closed)
         return -ECANCELED;
     return rc == -ETIMEDOUT ? 0 : rc;
