@@ -47,7 +47,8 @@ test-ucontext:
 check-arm64:
 	@scripts/deps.sh arm64
 	@cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-	    -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF >/dev/null
+	    -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF \
+	    -DWEFT_WITH_TLS=OFF -DWEFT_WITH_ARES=OFF >/dev/null
 	@cmake --build build-arm64 -j $(JOBS) --target weft_static
 	@aarch64-linux-gnu-gcc -O2 -Iinclude tests/check_switch.c build-arm64/libweft.a \
 	    -lpthread -lm -o build-arm64/check_switch

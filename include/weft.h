@@ -75,8 +75,9 @@ WEFT_EXTERN const char *weft_err_name(int code);
 typedef struct weft_config {
     size_t stack_size;       /* default coroutine stack in bytes; 0 = 64 KiB */
     const char *backend;     /* "epoll"; NULL = $WEFT_BACKEND, else the best available */
-    const char *resolver;    /* reserved for the name resolver; NULL = default */
-    const char *dns_servers; /* reserved for the name resolver; NULL = resolv.conf */
+    const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
+                              * worker pool, for nsswitch); NULL = $WEFT_RESOLVER, else "ares" */
+    const char *dns_servers; /* "127.0.0.1:5353,[::1]:53"; NULL = /etc/resolv.conf */
 } weft_config;               /* NULL config = all defaults; zeroed fields = defaults */
 
 /* Creates a loop on this thread, runs fn(arg) as its first coroutine and
@@ -252,12 +253,16 @@ WEFT_EXTERN int weft_tcp_connect(weft_sock **out, const char *host, int port,
 /* Receives up to n bytes.  Returns the count (> 0), 0 when the peer closed
  * its side (or n is 0), or -ETIMEDOUT, -ECANCELED, -ECONNRESET, -ENOTCONN,
  * -EBADF.  If data and the deadline are both there at entry, the data wins.
- * Blocks.  Concurrent receivers on one socket take turns. */
+ * Blocks.  Concurrent receivers on one socket take turns.  On a datagram
+ * socket (connected UDP, unix datagram) it receives one datagram and
+ * returns its full length: more than n means it was truncated to n; 0 is
+ * an empty datagram. */
 WEFT_EXTERN ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms);
 
 /* Receives exactly n bytes.  Returns n; 0 if the peer closed before the
  * first byte; -ECONNRESET if it closed part-way (or reset); -ETIMEDOUT,
- * -ECANCELED (bytes read before that are consumed and lost).  Blocks. */
+ * -ECANCELED (bytes read before that are consumed and lost); -EINVAL on a
+ * datagram socket.  Blocks. */
 WEFT_EXTERN ssize_t weft_recvn(weft_sock *s, void *buf, size_t n, int64_t timeout_ms);
 
 /* Sends all n bytes.  Returns n, or -ETIMEDOUT, -ECANCELED, -EPIPE,
@@ -327,6 +332,267 @@ WEFT_EXTERN int weft_sock_set_bufsize(weft_sock *s, int rcvbuf, int sndbuf);
  * handing the fd to code that expects a blocking socket.  weft's own calls
  * work in either mode (a blocking fd blocks the thread inside them). */
 WEFT_EXTERN int weft_sock_set_blocking(weft_sock *s, int on);
+
+
+/* Generic sockets, for walking a weft_resolve list the socket2 way: open a
+ * socket of the entry's family, type and protocol, then bind or connect it
+ * to the entry's address.  The descriptor is non-blocking and close-on-exec.
+ * Errors: -EAFNOSUPPORT, -EPROTONOSUPPORT, -EINVAL, -EMFILE, -ENFILE,
+ * -ENOMEM, -EACCES (raw sockets without the capability).  Never blocks. */
+WEFT_EXTERN int weft_socket(weft_sock **out, int family, int type, int protocol);
+
+/* Binds s to a.  Returns 0, -EADDRINUSE, -EADDRNOTAVAIL, -EACCES, -EINVAL.
+ * Never blocks. */
+WEFT_EXTERN int weft_bind(weft_sock *s, const weft_addr *a);
+
+/* Listens on a bound stream socket (backlog <= 0 = SOMAXCONN).  Returns 0,
+ * -EADDRINUSE, -EOPNOTSUPP.  Never blocks. */
+WEFT_EXTERN int weft_listen(weft_sock *s, int backlog);
+
+/* Connects s to a.  Stream sockets wait within timeout_ms for the
+ * connection; datagram sockets only set the default destination (an
+ * AF_UNSPEC address removes it) and never wait.  Errors as
+ * weft_tcp_connect, plus -EISCONN, -EALREADY (a connect already waiting).
+ * Blocks (streams).  On failure s stays open and owned by the caller. */
+WEFT_EXTERN int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms);
+
+/* Accepts one connection on any listening stream socket (TCP or unix);
+ * weft_tcp_accept and weft_unix_accept are this call.  Same contract as
+ * weft_tcp_accept. */
+WEFT_EXTERN int weft_accept(weft_sock *listener, weft_sock **out, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Names                                                                     */
+
+/* Lookup failures, outside errno's range.  weft_strerror names each. */
+enum {
+    WEFT_EAI_NONAME = -3001,   /* no such name (NXDOMAIN), or none in /etc/hosts */
+    WEFT_EAI_NODATA = -3002,   /* the name exists, but has no address of that family */
+    WEFT_EAI_FAIL = -3003,     /* the server failed (SERVFAIL) or answered nonsense */
+    WEFT_EAI_REFUSED = -3004,  /* the server refused the query */
+    WEFT_EAI_TIMEOUT = -3005,  /* no server answered, after every retry */
+    WEFT_EAI_SERVICE = -3006,  /* unknown service name, or not for this socket type */
+    WEFT_EAI_FAMILY = -3007,   /* address family not supported */
+    WEFT_EAI_BADNAME = -3008,  /* not a valid host name */
+};
+
+typedef struct weft_addrinfo weft_addrinfo;
+typedef struct weft_hints {
+    int family;   /* AF_INET, AF_INET6, AF_UNIX; 0 = any */
+    int socktype; /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW; 0 = stream and datagram */
+    int protocol; /* 0 = the type's default */
+    int flags;    /* WEFT_AI_* */
+} weft_hints;
+enum {
+    WEFT_AI_PASSIVE = 1,     /* host NULL or "*" gives the any-address, for bind */
+    WEFT_AI_CANONNAME = 2,   /* fill the first entry's canonical name */
+    WEFT_AI_NUMERICHOST = 4, /* host must be numeric: never looked up */
+    WEFT_AI_NUMERICSERV = 8, /* service must be a port number */
+    WEFT_AI_V4MAPPED = 16,   /* family AF_INET6 and no IPv6 address: IPv4-mapped ones */
+    WEFT_AI_ADDRCONFIG = 32, /* only families this host has a non-loopback address of */
+};
+
+/* Looks up host and service, like getaddrinfo.  host: a name, a numeric
+ * address (never sent to DNS), "*" (all interfaces, as with
+ * WEFT_AI_PASSIVE) or NULL (loopback, or the any-address with
+ * WEFT_AI_PASSIVE); with family AF_UNIX, a path ("@name" = abstract).
+ * service: a port number, a service name from /etc/services, or NULL (port
+ * 0).  hints may be NULL.  Names go through /etc/hosts, then DNS (the
+ * loop's c-ares channel, or getaddrinfo on worker threads with the "system"
+ * resolver); the lookup obeys timeout_ms and weft_cancel.
+ * Returns 0 and a non-empty list in *out, which the caller frees with
+ * weft_addrinfo_free.  Errors: WEFT_EAI_* above, -ETIMEDOUT (timeout_ms
+ * ended first), -ECANCELED, -EINVAL (bad hints or arguments), -ENOMEM.
+ * Blocks. */
+WEFT_EXTERN int weft_resolve(weft_addrinfo **out, const char *host, const char *service,
+                             const weft_hints *hints, int64_t timeout_ms);
+/* Walks the list: the next entry, NULL at the end (or if ai is NULL). */
+WEFT_EXTERN const weft_addrinfo *weft_addrinfo_next(const weft_addrinfo *ai);
+/* The entry's address, ready for weft_connect, weft_bind or weft_sendto. */
+WEFT_EXTERN const weft_addr *weft_addrinfo_addr(const weft_addrinfo *ai);
+WEFT_EXTERN int weft_addrinfo_family(const weft_addrinfo *ai);
+WEFT_EXTERN int weft_addrinfo_socktype(const weft_addrinfo *ai);
+WEFT_EXTERN int weft_addrinfo_protocol(const weft_addrinfo *ai);
+/* The canonical name (first entry, with WEFT_AI_CANONNAME), else NULL. */
+WEFT_EXTERN const char *weft_addrinfo_canonname(const weft_addrinfo *ai);
+/* Frees a whole list (NULL is fine). */
+WEFT_EXTERN void weft_addrinfo_free(weft_addrinfo *ai);
+
+/* ------------------------------------------------------------------------ */
+/* UDP                                                                       */
+
+/* Opens an unbound UDP socket of family AF_INET or AF_INET6 (IPv6 sockets
+ * are dual-stack).  Errors: -EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOMEM.
+ * Never blocks.  The caller owns *out. */
+WEFT_EXTERN int weft_udp_open(weft_sock **out, int family);
+/* Binds to a numeric host ("*" or NULL = any) and port (0 = any).
+ * Returns 0, -EINVAL, -EADDRINUSE, -EADDRNOTAVAIL, -EACCES. */
+WEFT_EXTERN int weft_udp_bind(weft_sock *s, const char *host, int port);
+/* Sets (or, called again, changes) the default peer: weft_send and
+ * weft_recv then work, and datagrams from other addresses are dropped.
+ * host NULL removes the peer.  Returns 0, -EINVAL, -ENETUNREACH.  Never
+ * blocks. */
+WEFT_EXTERN int weft_udp_connect(weft_sock *s, const char *host, int port);
+
+/* Sends one datagram of n bytes to to (NULL = the connected peer).
+ * Returns n, or -EMSGSIZE (too big), -ETIMEDOUT, -ECANCELED, -ECONNREFUSED
+ * (an earlier datagram to a connected peer bounced), -EDESTADDRREQ, -EBADF.
+ * Blocks only while the send buffer is full. */
+WEFT_EXTERN ssize_t weft_sendto(weft_sock *s, const void *buf, size_t n, const weft_addr *to,
+                                int64_t timeout_ms);
+/* Receives one datagram into buf and its sender into *from (may be NULL).
+ * Returns the datagram's full length: a value greater than n means it was
+ * truncated and only the first n bytes were stored.  0 is an empty
+ * datagram.  Errors: -ETIMEDOUT, -ECANCELED, -ECONNREFUSED, -EBADF.
+ * Blocks.  Works on UDP, unix datagram and raw sockets. */
+WEFT_EXTERN ssize_t weft_recvfrom(weft_sock *s, void *buf, size_t n, weft_addr *from,
+                                  int64_t timeout_ms);
+
+/* One datagram of a batch.  Sending: buf, len, addr (addr.len 0 = the
+ * connected peer).  Receiving: buf and len in; got (bytes stored), addr
+ * (the sender) and truncated (1 if the datagram was longer than len) out. */
+typedef struct weft_dgram {
+    void *buf;
+    size_t len;
+    weft_addr addr;
+    size_t got;
+    int truncated;
+} weft_dgram;
+/* Sends all n datagrams with as few syscalls as possible (sendmmsg; UDP
+ * GSO for runs of equal-size datagrams to one address where the kernel has
+ * it).  Returns n, or a negative error; weft_sock_sent() then tells how
+ * many datagrams went out before it.  Errors as weft_sendto, -EINVAL.
+ * Blocks while the send buffer is full. */
+WEFT_EXTERN int weft_sendmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms);
+/* Waits for at least one datagram, then takes up to n that are queued in
+ * one recvmmsg call.  Returns how many (1..n), or -ETIMEDOUT, -ECANCELED,
+ * -EINVAL, -EBADF.  Blocks. */
+WEFT_EXTERN int weft_recvmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms);
+
+/* Multicast: join or leave group (numeric IPv4 or IPv6) on the interface
+ * iface (a name such as "lo", or NULL for the system's choice).  Returns 0,
+ * -EINVAL, -EADDRINUSE (already joined), -EADDRNOTAVAIL (not joined),
+ * -ENODEV. */
+WEFT_EXTERN int weft_udp_join(weft_sock *s, const char *group, const char *iface);
+WEFT_EXTERN int weft_udp_leave(weft_sock *s, const char *group, const char *iface);
+/* Multicast TTL / hop limit (0..255), multicast loopback, SO_BROADCAST.
+ * Return 0 or -EINVAL. */
+WEFT_EXTERN int weft_udp_set_ttl(weft_sock *s, int ttl);
+WEFT_EXTERN int weft_udp_set_loop(weft_sock *s, int on);
+WEFT_EXTERN int weft_udp_set_broadcast(weft_sock *s, int on);
+
+/* ------------------------------------------------------------------------ */
+/* Unix and raw sockets                                                      */
+
+/* Builds a unix address: a path, or "@name" for a Linux abstract name.
+ * Returns 0 or -EINVAL (empty or longer than sun_path allows). */
+WEFT_EXTERN int weft_addr_unix(weft_addr *out, const char *path);
+
+/* Listens on a unix stream socket at path ("@name": abstract).  A stale
+ * socket file left at path is not removed: -EADDRINUSE.  Errors as
+ * weft_tcp_listen.  The caller owns *out; closing it does not unlink. */
+WEFT_EXTERN int weft_unix_listen(weft_sock **out, const char *path, int backlog);
+/* weft_accept for unix listeners. */
+WEFT_EXTERN int weft_unix_accept(weft_sock *listener, weft_sock **out, int64_t timeout_ms);
+/* Connects to a unix stream socket.  Errors: -ENOENT, -ECONNREFUSED (no
+ * listener), -EAGAIN is never returned (a full backlog waits within the
+ * timeout), -ETIMEDOUT, -ECANCELED, -EINVAL.  Blocks. */
+WEFT_EXTERN int weft_unix_connect(weft_sock **out, const char *path, int64_t timeout_ms);
+/* Opens a unix datagram socket bound to path (NULL: unbound, can only
+ * send).  Use weft_sendto with weft_addr_unix, weft_recvfrom. */
+WEFT_EXTERN int weft_unix_dgram_open(weft_sock **out, const char *path);
+/* A connected pair (type SOCK_STREAM or SOCK_DGRAM, AF_UNIX).  Returns 0,
+ * -EINVAL, -EMFILE, -ENFILE, -ENOMEM; the caller owns both. */
+WEFT_EXTERN int weft_socketpair(weft_sock *out[2], int type);
+/* Passes a descriptor over a unix socket (SCM_RIGHTS, with one byte of
+ * data).  The caller keeps its own fd.  Returns 0, -EBADF, -EPIPE,
+ * -ETIMEDOUT, -ECANCELED.  Blocks. */
+WEFT_EXTERN int weft_send_fd(weft_sock *s, int fd, int64_t timeout_ms);
+/* Receives a descriptor sent with weft_send_fd; it arrives close-on-exec
+ * and the caller owns it.  Returns 1 with *fd set, 0 if the peer closed,
+ * -EBADMSG (data came without a descriptor), -ETIMEDOUT, -ECANCELED.
+ * Blocks. */
+WEFT_EXTERN int weft_recv_fd(weft_sock *s, int *fd, int64_t timeout_ms);
+/* Opens a raw socket (family AF_INET or AF_INET6, protocol such as
+ * IPPROTO_ICMP).  Needs CAP_NET_RAW: -EPERM or -EACCES otherwise.  Use
+ * weft_sendto and weft_recvfrom. */
+WEFT_EXTERN int weft_raw_open(weft_sock **out, int family, int protocol);
+
+/* ------------------------------------------------------------------------ */
+/* TLS (OpenSSL)                                                             */
+
+/* TLS failures, outside errno's range.  weft_tls_errmsg() gives OpenSSL's
+ * reason for the last one on a socket. */
+enum {
+    WEFT_ETLS_HANDSHAKE = -4001, /* the handshake failed (no shared protocol, ...) */
+    WEFT_ETLS_UNTRUSTED = -4002, /* certificate not trusted (unknown CA, self-signed) */
+    WEFT_ETLS_NAME = -4003,      /* certificate is not for this host name or address */
+    WEFT_ETLS_EXPIRED = -4004,   /* certificate expired or not yet valid */
+    WEFT_ETLS_ALERT = -4005,     /* the peer sent a fatal alert */
+    WEFT_ETLS_TRUNCATED = -4006, /* the peer closed without close_notify */
+    WEFT_ETLS_PROTOCOL = -4007,  /* the peer sent something that is not TLS */
+    WEFT_ETLS_CERT = -4008,      /* a certificate, key or CA could not be loaded */
+};
+
+typedef struct weft_tls_ctx weft_tls_ctx;
+typedef struct weft_tls_opts {
+    const char *cert_file, *key_file; /* PEM chain and key: servers, and clients that present one */
+    const char *cert_pem, *key_pem;   /* the same from memory (NUL-terminated PEM) */
+    const char *ca_file, *ca_dir;     /* trust; all three NULL = the system store */
+    const char *ca_pem;               /* trusted CAs from memory */
+    int no_verify;                    /* clients verify chain and name unless this is set */
+    int verify_peer;                  /* servers: ask for and verify a client certificate */
+    const char *alpn;                 /* "h2,http/1.1" */
+    int min_version;                  /* 0 = TLS 1.2; or 0x0303 (1.2), 0x0304 (1.3) */
+} weft_tls_opts;
+enum { WEFT_TLS_CLIENT = 0, WEFT_TLS_SERVER = 1 };
+
+/* Makes a context for role WEFT_TLS_CLIENT or WEFT_TLS_SERVER (o may be
+ * NULL for a verifying client with the system store).  Errors:
+ * WEFT_ETLS_CERT (a file or PEM could not be loaded, or key and
+ * certificate do not match), -EINVAL, -ENOMEM.  The caller owns *out; it
+ * must outlive every socket made with it. */
+WEFT_EXTERN int weft_tls_ctx_new(weft_tls_ctx **out, int role, const weft_tls_opts *o);
+/* Servers: adds another certificate and key, chosen when a client's SNI
+ * matches one of its names.  Returns 0, WEFT_ETLS_CERT, -EINVAL. */
+WEFT_EXTERN int weft_tls_ctx_add_cert(weft_tls_ctx *c, const char *cert_file,
+                                      const char *key_file);
+WEFT_EXTERN void weft_tls_ctx_free(weft_tls_ctx *c);
+
+/* Connects to host:port, sends host as SNI (unless it is an address),
+ * completes the handshake and verifies the chain and the name, all within
+ * timeout_ms.  Errors: those of weft_tcp_connect and the WEFT_ETLS_*
+ * codes.  Blocks.  The caller owns *out. */
+WEFT_EXTERN int weft_tls_connect(weft_sock **out, const char *host, int port, weft_tls_ctx *c,
+                                 int64_t timeout_ms);
+/* Accepts a connection and completes the server handshake within
+ * timeout_ms.  A client that fails its handshake is closed and its error
+ * returned.  Blocks. */
+WEFT_EXTERN int weft_tls_accept(weft_sock *listener, weft_sock **out, weft_tls_ctx *c,
+                                int64_t timeout_ms);
+/* Runs the handshake over a connected stream socket s (TCP or unix), as
+ * client (servername: SNI and the name to verify; NULL skips the name
+ * check only if the context has no_verify) or server, by c's role.  On
+ * success *out is the TLS socket and it owns s (the same object may be
+ * returned); on failure the caller still owns s.  Blocks. */
+WEFT_EXTERN int weft_tls_wrap(weft_sock **out, weft_sock *s, weft_tls_ctx *c,
+                              const char *servername, int64_t timeout_ms);
+/* OpenSSL's reason for the last TLS failure on s, or NULL. */
+WEFT_EXTERN const char *weft_tls_errmsg(const weft_sock *s);
+/* The protocol ALPN agreed on, or NULL. */
+WEFT_EXTERN const char *weft_tls_alpn(const weft_sock *s);
+/* The peer certificate's subject as one line into buf.  Returns its length,
+ * -ENOENT (no certificate), -ENOSPC, -EINVAL (not TLS). */
+WEFT_EXTERN int weft_tls_peer_subject(const weft_sock *s, char *buf, size_t len);
+/* The X.509 verification result (0 = verified), or -EINVAL (not TLS). */
+WEFT_EXTERN long weft_tls_verify_result(const weft_sock *s);
+/* 1 if the session was resumed, 0 if not, -EINVAL (not TLS). */
+WEFT_EXTERN int weft_tls_resumed(const weft_sock *s);
+/* A TLS weft_sock answers weft_recv, weft_recvn, weft_recvv, weft_send,
+ * weft_sendv, weft_sock_poll, weft_shutdown (WEFT_SHUT_WR sends
+ * close_notify) and weft_close (close_notify, bounded in time) like any
+ * other; weft_recv reports a peer that closed without close_notify as
+ * WEFT_ETLS_TRUNCATED. */
 
 #ifdef __cplusplus
 }

@@ -273,7 +273,21 @@ enum {
     WEFT__SOCK_STREAM = 1,   /* byte stream: a short read means drained */
     WEFT__SOCK_LISTEN = 2,
     WEFT__SOCK_FDBLOCK = 4,  /* the fd itself is in blocking mode */
+    WEFT__SOCK_DGRAM = 8,    /* datagrams: receives report truncation */
 };
+
+/* A layer over the descriptor (TLS): when a socket has ops, the public
+ * data calls go through them instead of the plain syscalls.  close runs
+ * first thing in weft__sock_close (it may wait, bounded) and frees the
+ * layer's state; the socket core then closes the descriptor. */
+typedef struct weft__sock_ops {
+    ssize_t (*recv)(weft_sock *s, void *buf, size_t n, bool all, int64_t timeout_ms);
+    ssize_t (*recvv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
+    ssize_t (*sendv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
+    int (*poll)(weft_sock *s, int events, int64_t timeout_ms);
+    int (*shutdown)(weft_sock *s, int how);
+    void (*close)(weft_sock *s, bool reset);
+} weft__sock_ops;
 
 struct weft_sock {
     weft__pollent pe;        /* pe.fd is the descriptor; first member */
@@ -289,6 +303,8 @@ struct weft_sock {
     weft__waitq rlock, wlock; /* waiting for their turn */
     size_t sent;
     weft_sock *lnext, *lprev; /* the loop's list of armed sockets */
+    const weft__sock_ops *ops; /* NULL: plain descriptor */
+    void *layer;               /* the ops' state */
 };
 
 /* Waits until s is ready for dir (WEFT__EV_IN or WEFT__EV_OUT) or deadline.
@@ -312,5 +328,11 @@ int weft__sock_new(weft_sock **out, int fd, unsigned flags);
 
 /* Waits on a raw descriptor outside a coroutine with poll(); ns deadline. */
 int weft__fd_poll(int fd, int events, int64_t deadline);
+/* Milliseconds left until deadline, as a timeout for another call (-1 for
+ * WEFT__NEVER, 0 once passed). */
+int64_t weft__ms_left(int64_t deadline);
+/* Sleeps ms or until deadline on s's receive queue, so that closing s or a
+ * cancel ends it early.  Returns 0 when the time is up, or -ECANCELED. */
+int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline);
 
 #endif /* WEFT_INTERNAL_H */

@@ -77,6 +77,33 @@ int weft__sys_listen(int fd, int backlog)
     return fail(WEFT_FAULT_LISTEN) ? -1 : listen(fd, backlog);
 }
 
+ssize_t weft__sys_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+                         socklen_t len)
+{
+    return fail(WEFT_FAULT_SEND) ? -1 : sendto(fd, buf, n, flags, sa, len);
+}
+
+ssize_t weft__sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
+                           socklen_t *len)
+{
+    return fail(WEFT_FAULT_RECV) ? -1 : recvfrom(fd, buf, n, flags, sa, len);
+}
+
+int weft__sys_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+    return fail(WEFT_FAULT_SEND) ? -1 : sendmmsg(fd, v, n, flags);
+}
+
+int weft__sys_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+{
+    return fail(WEFT_FAULT_RECV) ? -1 : recvmmsg(fd, v, n, flags, t);
+}
+
+int weft__sys_socketpair(int domain, int type, int proto, int sv[2])
+{
+    return fail(WEFT_FAULT_SOCKET) ? -1 : socketpair(domain, type, proto, sv);
+}
+
 ssize_t weft__sys_send(int fd, const void *buf, size_t n, int flags)
 {
     return fail(WEFT_FAULT_SEND) ? -1 : send(fd, buf, n, flags);

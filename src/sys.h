@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef WEFT_TESTING
@@ -24,6 +25,13 @@ ssize_t weft__sys_send(int fd, const void *buf, size_t n, int flags);
 ssize_t weft__sys_sendmsg(int fd, const struct msghdr *m, int flags);
 ssize_t weft__sys_recv(int fd, void *buf, size_t n, int flags);
 ssize_t weft__sys_recvmsg(int fd, struct msghdr *m, int flags);
+ssize_t weft__sys_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa,
+                         socklen_t len);
+ssize_t weft__sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *sa,
+                           socklen_t *len);
+int weft__sys_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags);
+int weft__sys_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t);
+int weft__sys_socketpair(int domain, int type, int proto, int sv[2]);
 void *weft__sys_malloc(size_t n);
 void *weft__sys_calloc(size_t n, size_t size);
 void *weft__sys_realloc(void *p, size_t n);
@@ -38,6 +46,11 @@ void *weft__sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 #define weft__sys_sendmsg sendmsg
 #define weft__sys_recv recv
 #define weft__sys_recvmsg recvmsg
+#define weft__sys_sendto sendto
+#define weft__sys_recvfrom recvfrom
+#define weft__sys_sendmmsg sendmmsg
+#define weft__sys_recvmmsg recvmmsg
+#define weft__sys_socketpair socketpair
 #define weft__sys_malloc malloc
 #define weft__sys_calloc calloc
 #define weft__sys_realloc realloc

@@ -16,13 +16,13 @@ extern "C" {
 #endif
 
 typedef enum weft_fault_kind {
-    WEFT_FAULT_SOCKET,  /* socket() */
+    WEFT_FAULT_SOCKET,  /* socket(), socketpair() */
     WEFT_FAULT_ACCEPT,  /* accept4() */
     WEFT_FAULT_CONNECT, /* connect() */
     WEFT_FAULT_BIND,    /* bind() */
     WEFT_FAULT_LISTEN,  /* listen() */
-    WEFT_FAULT_SEND,    /* send(), sendmsg() */
-    WEFT_FAULT_RECV,    /* recv(), recvmsg() */
+    WEFT_FAULT_SEND,    /* send(), sendmsg(), sendto(), sendmmsg() */
+    WEFT_FAULT_RECV,    /* recv(), recvmsg(), recvfrom(), recvmmsg() */
     WEFT_FAULT_MALLOC,  /* malloc(), calloc(), realloc() */
     WEFT_FAULT_MMAP,    /* mmap() of coroutine stacks */
     WEFT_FAULT_KINDS

@@ -214,6 +214,11 @@ int weft__sock_close(weft_sock *s, bool reset)
 {
     if (!s || s->closed)
         return -EBADF;
+    if (s->ops) {
+        const weft__sock_ops *ops = s->ops;
+        s->ops = NULL;
+        ops->close(s, reset);
+    }
     if (reset) {
         struct linger lg = { .l_onoff = 1, .l_linger = 0 };
         setsockopt(s->pe.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -274,6 +279,11 @@ static ssize_t do_recv(weft_sock *s, void *ctx)
 {
     recv_op *o = ctx;
     size_t want = o->n - o->got;
+    if (s->flags & WEFT__SOCK_DGRAM) {
+        /* MSG_TRUNC: the datagram's whole length, so a cut one shows. */
+        ssize_t r = weft__sys_recv(s->pe.fd, o->buf, o->n, MSG_DONTWAIT | MSG_TRUNC);
+        return r >= 0 ? r : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
     ssize_t r = weft__sys_recv(s->pe.fd, o->buf + o->got, want, MSG_DONTWAIT);
     if (r > 0) {
         o->got += (size_t)r;
@@ -298,6 +308,8 @@ ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->recv(s, buf, n, false, timeout_ms);
     if (n == 0)
         return 0;
     recv_op o = { buf, n > SSIZE_MAX ? SSIZE_MAX : n, 0, false };
@@ -308,9 +320,11 @@ ssize_t weft_recvn(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->recv(s, buf, n, true, timeout_ms);
     if (n == 0)
         return 0;
-    if (n > SSIZE_MAX)
+    if (n > SSIZE_MAX || (s->flags & WEFT__SOCK_DGRAM))
         return -EINVAL;
     recv_op o = { buf, n, 0, true };
     return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv, &o);
@@ -352,6 +366,8 @@ ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->recvv(s, iov, iovcnt, timeout_ms);
     ssize_t total = iov_total(iov, iovcnt);
     if (total <= 0)
         return total;
@@ -389,6 +405,10 @@ ssize_t weft_send(weft_sock *s, const void *buf, size_t n, int64_t timeout_ms)
         return -EBADF;
     if (n > SSIZE_MAX)
         return -EINVAL;
+    if (WEFT__UNLIKELY(s->ops)) {
+        struct iovec v = { (void *)buf, n };
+        return s->ops->sendv(s, &v, 1, timeout_ms);
+    }
     if (n == 0) {
         s->sent = 0;
         return 0;
@@ -436,6 +456,8 @@ ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->sendv(s, iov, iovcnt, timeout_ms);
     ssize_t total = iov_total(iov, iovcnt);
     if (total < 0)
         return total;
@@ -458,6 +480,8 @@ int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->poll(s, events, timeout_ms);
     if (!(events & (WEFT_POLL_IN | WEFT_POLL_OUT)))
         return -EINVAL;
     int ev = (events & WEFT_POLL_IN ? WEFT__EV_IN : 0) | (events & WEFT_POLL_OUT ? WEFT__EV_OUT : 0);
@@ -494,6 +518,8 @@ int weft_shutdown(weft_sock *s, int how)
 {
     if (!s || s->closed)
         return -EBADF;
+    if (WEFT__UNLIKELY(s->ops))
+        return s->ops->shutdown(s, how);
     int h;
     switch (how) {
     case WEFT_SHUT_RD: h = SHUT_RD; break;
@@ -524,7 +550,8 @@ int weft_sock_wrap(weft_sock **out, int fd)
     if (fl < 0)
         return -errno;
     weft_sock *s;
-    unsigned flags = (type == SOCK_STREAM ? WEFT__SOCK_STREAM : 0) | (acc ? WEFT__SOCK_LISTEN : 0);
+    unsigned flags = (type == SOCK_STREAM ? WEFT__SOCK_STREAM : 0) | (acc ? WEFT__SOCK_LISTEN : 0) |
+                     (type == SOCK_DGRAM || type == SOCK_RAW ? WEFT__SOCK_DGRAM : 0);
     int rc = weft__sock_new(&s, fd, flags);
     if (rc < 0)
         return rc;

@@ -1,0 +1,219 @@
+/*
+ * socket.c - sockets of any family and type: open, bind, listen, connect
+ * and accept.  TCP, UDP, unix and raw sockets are thin front ends over
+ * these; the resolver's entries feed them directly.
+ */
+#include "internal.h"
+
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SOCK_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
+#define BACKOFF_MIN_MS 5
+#define BACKOFF_MAX_MS 500
+
+int64_t weft__ms_left(int64_t deadline)
+{
+    if (deadline == WEFT__NEVER)
+        return -1;
+    int64_t left = deadline - weft__now_ns();
+    return left <= 0 ? 0 : (left + WEFT__NS_PER_MS - 1) / WEFT__NS_PER_MS;
+}
+
+static unsigned flags_for_type(int type)
+{
+    switch (type) {
+    case SOCK_STREAM: return WEFT__SOCK_STREAM;
+    case SOCK_DGRAM:
+    case SOCK_RAW:
+    case SOCK_SEQPACKET: return WEFT__SOCK_DGRAM;
+    default: return 0;
+    }
+}
+
+int weft_socket(weft_sock **out, int family, int type, int protocol)
+{
+    if (!out || (type & (SOCK_NONBLOCK | SOCK_CLOEXEC)))
+        return -EINVAL;
+    int fd = weft__sys_socket(family, type | SOCK_FLAGS, protocol);
+    if (fd < 0)
+        return -errno;
+    if (family == AF_INET6 && type != SOCK_RAW) {
+        int off = 0; /* dual-stack whatever the system default */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    }
+    int rc = weft__sock_new(out, fd, flags_for_type(type));
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+int weft_bind(weft_sock *s, const weft_addr *a)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (!a || a->len == 0 || a->len > sizeof a->u)
+        return -EINVAL;
+    return weft__sys_bind(s->pe.fd, &a->u.sa, a->len) == 0 ? 0 : -errno;
+}
+
+int weft_listen(weft_sock *s, int backlog)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (weft__sys_listen(s->pe.fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
+        return -errno;
+    s->flags |= WEFT__SOCK_LISTEN;
+    return 0;
+}
+
+/* Sleeps until the earlier of ms from now and deadline, or less if s is
+ * closed or the caller cancelled.  Returns 0 when the time is up, else the
+ * wait's error. */
+int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline)
+{
+    int64_t until = weft__now_ns() + ms * WEFT__NS_PER_MS;
+    if (until > deadline)
+        until = deadline;
+    if (!weft__current()) {
+        int rc = weft__fd_poll(-1, 0, until); /* poll() ignores fd -1: a plain sleep */
+        return rc == -ETIMEDOUT ? 0 : rc;
+    }
+    /* On the socket's queue, so that closing it ends the sleep; not through
+     * weft__sock_wait, whose arming of an unarmed listener would report the
+     * queued connection at once and cut the back-off short. */
+    weft__wait w;
+    s->refs++;
+    int rc = weft__park(&w, &s->rq, until);
+    bool closed = s->closed;
+    weft__sock_unref(s);
+    if (closed)
+        return -ECANCELED;
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
+{
+    if (!s || s->closed)
+        return -EBADF;
+    if (!a || a->len > sizeof a->u)
+        return -EINVAL;
+    int64_t deadline = weft__deadline(timeout_ms);
+    int64_t backoff = 1;
+    struct sockaddr_storage unspec = { .ss_family = AF_UNSPEC };
+    const struct sockaddr *sa = a->len ? &a->u.sa : (const struct sockaddr *)&unspec;
+    socklen_t len = a->len ? a->len : (socklen_t)sizeof unspec.ss_family;
+    for (;;) {
+        if (weft__sys_connect(s->pe.fd, sa, len) == 0)
+            return 0;
+        if (errno == EINTR && !(s->flags & WEFT__SOCK_STREAM))
+            continue;
+        if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+            /* A unix listener's backlog is full: it never signals room,
+             * so try again after a short, growing pause. */
+            if (weft__ms_left(deadline) == 0)
+                return -ETIMEDOUT;
+            int rc = weft__sock_backoff(s, backoff, deadline);
+            if (rc < 0)
+                return rc;
+            backoff = backoff * 2 > 50 ? 50 : backoff * 2;
+            continue;
+        }
+        if (errno != EINPROGRESS && errno != EINTR)
+            return -errno;
+        break;
+    }
+    /* In progress: writable once it is up or has failed. */
+    s->refs++;
+    int rc = weft__sock_wait(s, WEFT__EV_OUT, deadline);
+    bool closed = s->closed;
+    weft__sock_unref(s);
+    if (closed)
+        return -ECANCELED;
+    if (rc < 0)
+        return rc;
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(s->pe.fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+        err = errno;
+    return err ? -err : 0;
+}
+
+static ssize_t do_accept(weft_sock *s, void *ctx)
+{
+    (void)ctx;
+    if (s->flags & WEFT__SOCK_FDBLOCK) {
+        /* The caller made the fd blocking: accept only what is queued. */
+        struct pollfd p = { .fd = s->pe.fd, .events = POLLIN };
+        if (poll(&p, 1, 0) == 0)
+            return -EAGAIN;
+    }
+    int fd = weft__sys_accept4(s->pe.fd, NULL, NULL, SOCK_FLAGS);
+    if (fd >= 0) {
+        /* Linux hands out a connection the peer reset while it was queued
+         * as if it were fine; it would only fail on first use. */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+            close(fd);
+            return -EINTR;
+        }
+        return fd;
+    }
+    switch (errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return -EAGAIN;
+    case EINTR:
+    case ECONNABORTED: /* the peer gave up before we got to it: next one */
+    case EPROTO:
+        return -EINTR;
+    default:
+        return -errno;
+    }
+}
+
+static bool out_of_resources(ssize_t err)
+{
+    return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+int weft_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
+{
+    if (!l || l->closed || !out)
+        return -EBADF;
+    if (!(l->flags & WEFT__SOCK_LISTEN))
+        return -EINVAL;
+    int64_t deadline = weft__deadline(timeout_ms);
+    int64_t backoff = BACKOFF_MIN_MS;
+    for (;;) {
+        /* The record first: once accept4 has taken a connection off the
+         * queue, nothing may fail and drop it. */
+        weft_sock *s;
+        ssize_t fd = weft__sock_new(&s, -1, WEFT__SOCK_STREAM);
+        if (fd == 0) {
+            fd = weft__sock_io(l, WEFT__EV_IN, weft__ms_left(deadline), do_accept, NULL);
+            if (fd >= 0) {
+                s->pe.fd = (int)fd;
+                *out = s;
+                return 0;
+            }
+            free(s);
+        }
+        if (!out_of_resources(fd) || weft__ms_left(deadline) == 0)
+            return (int)fd;
+        /* Out of descriptors or memory: the connection stays queued and
+         * the listener readable.  Back off rather than spin; try again
+         * when the time is up even without a new edge. */
+        int rc = weft__sock_backoff(l, backoff, deadline);
+        if (rc < 0)
+            return rc;
+        if (weft__ms_left(deadline) == 0)
+            return (int)fd;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        l->rready = true;
+    }
+}
