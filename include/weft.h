@@ -78,6 +78,8 @@ typedef struct weft_config {
     const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
                               * worker pool, for nsswitch); NULL = $WEFT_RESOLVER, else "ares" */
     const char *dns_servers; /* "127.0.0.1:5353,[::1]:53"; NULL = /etc/resolv.conf */
+    int dns_timeout_ms;      /* c-ares: first try's timeout per server; 0 = resolv.conf's */
+    int dns_tries;           /* c-ares: tries per server; 0 = resolv.conf's */
 } weft_config;               /* NULL config = all defaults; zeroed fields = defaults */
 
 /* Creates a loop on this thread, runs fn(arg) as its first coroutine and
@@ -544,6 +546,7 @@ typedef struct weft_tls_opts {
     int verify_peer;                  /* servers: ask for and verify a client certificate */
     const char *alpn;                 /* "h2,http/1.1" */
     int min_version;                  /* 0 = TLS 1.2; or 0x0303 (1.2), 0x0304 (1.3) */
+    int max_version;                  /* 0 = TLS 1.3; or 0x0303 (1.2), 0x0304 (1.3) */
 } weft_tls_opts;
 enum { WEFT_TLS_CLIENT = 0, WEFT_TLS_SERVER = 1 };
 

@@ -192,6 +192,11 @@ struct weft_loop {
     weft__pollent timer_pe;   /* timerfd, made once weft_loop_fd is asked for */
     int64_t timer_fd_at;
     weft_sock *socks;         /* sockets armed on this loop */
+    void *names_ares;          /* resolver state (src/net/resolve_*.c), NULL until used */
+    void *names_system;
+    char *dns_servers;         /* the config's resolver settings, copied */
+    int dns_timeout_ms, dns_tries;
+    bool system_resolver;
     /* cross-thread posts */
     void *post_lock;          /* pthread_mutex_t * */
     weft__post *post_head, *post_tail;
@@ -268,6 +273,20 @@ extern const weft__backend weft__backend_epoll;
 void weft__pollent_prefetch(weft__pollent *e);
 
 /* ---- sockets (src/net/) ------------------------------------------------ */
+
+/* Copies cfg's resolver settings into l.  Returns 0, -EINVAL (unknown
+ * resolver), -ENOMEM. */
+int weft__names_config(weft_loop *l, const weft_config *cfg);
+/* Ends l's lookups still in flight and frees its resolver state; called by
+ * weft_loop_free once no coroutine is left. */
+void weft__names_free(weft_loop *l);
+/* weft_resolve with an absolute deadline (ns). */
+int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
+                  const weft_hints *hints, int64_t deadline);
+/* Connects to a name: looks it up, then races the addresses (Happy
+ * Eyeballs, RFC 8305) before deadline.  Returns 0 or an error of
+ * weft_tcp_connect or weft_resolve. */
+int weft__connect_name(weft_sock **out, const char *host, int port, int64_t deadline);
 
 enum {
     WEFT__SOCK_STREAM = 1,   /* byte stream: a short read means drained */

@@ -686,13 +686,14 @@ Test(tcp_errors, accept_and_recv_timeouts, .timeout = 10)
 Test(tcp_errors, connect_invalid_host_or_port, .timeout = 10)
 {
     int fds = count_fds();
-    static const char *const hosts[] = {"localhost", "not-an-ip",    "256.0.0.1", "1.2.3.4.5",
-                                        "::1::2",    "127.0.0.1:80", "[::1"};
+    /* Neither addresses nor host names: refused before any lookup.  Names
+     * are test_resolve's business (against a local DNS server). */
+    static const char *const hosts[] = {"::1::2", "127.0.0.1:80", "[::1", "", "a b", "x..y"};
     for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
         weft_sock *s = UNTOUCHED;
         int64_t t0 = weft_now();
         int rc = weft_tcp_connect(&s, hosts[i], 80, 1000);
-        cr_assert_eq(rc, -EINVAL, "\"%s\": %s", hosts[i], weft_err_name(rc));
+        cr_assert_eq(rc, WEFT_EAI_BADNAME, "\"%s\": %s", hosts[i], weft_err_name(rc));
         cr_assert_eq(s, UNTOUCHED);
         cr_assert_lt(weft_now() - t0, 100);
     }

@@ -71,13 +71,11 @@ int weft_tcp_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
 int weft_tcp_connect(weft_sock **out, const char *host, int port, int64_t timeout_ms)
 {
     weft_addr a;
-    if (!out || !host)
+    if (!out || !host || port <= 0 || port > 65535)
         return -EINVAL;
     int rc = weft_addr_parse(&a, host, port);
     if (rc < 0)
-        return rc;
-    if (port == 0)
-        return -EINVAL;
+        return weft__connect_name(out, host, port, weft__deadline(timeout_ms));
     weft_sock *s;
     if ((rc = weft_socket(&s, a.u.sa.sa_family, SOCK_STREAM, 0)) < 0)
         return rc;

@@ -139,6 +139,8 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
     l->stack_size = cfg ? cfg->stack_size : 0;
     l->timer_pe.fd = -1;
     l->timer_fd_at = WEFT__NEVER;
+    if ((rc = weft__names_config(l, cfg)) < 0)
+        goto fail_mutex;
     if ((rc = weft__overflow_thread_init()) < 0)
         goto fail_mutex;
     if ((rc = be->init(l)) < 0)
@@ -162,6 +164,7 @@ fail_wake:
 fail_be:
     be->fini(l);
 fail_mutex:
+    free(l->dns_servers);
     pthread_mutex_destroy(mu);
     free(mu);
 fail_loop:
@@ -180,6 +183,7 @@ void weft_loop_free(weft_loop *l)
     weft__cotab_cancel_all(&l->cos);
     while (l->alive > 0)
         step(l, WEFT__NEVER);
+    weft__names_free(l);
     /* Sockets outlive the loop: forget that they were armed on it. */
     for (weft_sock *s = l->socks; s;) {
         weft_sock *next = s->lnext;

@@ -1,0 +1,341 @@
+/*
+ * resolve_ares.c - the default resolver: c-ares, driven by the loop.
+ *
+ * Each loop has one channel.  Its sockets go on the loop's poller through
+ * c-ares's socket-state callback, and an event runs ares_process_fd in the
+ * poller's dispatch.  c-ares's own retry timers have no place in the
+ * loop's heap, so a waiting coroutine parks no longer than ares_timeout()
+ * says and, when that passes, processes the timeouts itself.  A caller
+ * that gives up leaves its query behind, marked abandoned, and the query's
+ * callback frees it whenever c-ares ends it (at the latest when the loop
+ * is freed and the channel destroyed).
+ *
+ * Outside any coroutine a lookup gets a channel of its own, driven with
+ * poll() on the calling thread and destroyed when the call returns.
+ */
+#include "internal.h"
+#include "names.h"
+
+#include <ares.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct channel channel;
+
+/* One of c-ares's sockets.  Once c-ares closes it the entry stays, dead,
+ * until no poller batch can still point at it. */
+typedef struct afd {
+    weft__pollent pe; /* first member */
+    channel *ch;
+    bool want_read, want_write, dead;
+    struct afd *next;
+} afd;
+
+struct channel {
+    ares_channel ch;
+    weft_loop *loop; /* NULL: driven by poll() on a thread */
+    afd *fds, *dead;
+};
+
+typedef struct query {
+    weft__waitq waiters;
+    bool done, abandoned;
+    int status;
+    struct ares_addrinfo *res;
+} query;
+
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+static int lib_status;
+
+static void lib_init(void)
+{
+    lib_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+static void bury_dead(channel *c)
+{
+    while (c->dead) {
+        afd *a = c->dead;
+        c->dead = a->next;
+        free(a);
+    }
+}
+
+static void on_fd_event(weft__pollent *pe, int ev)
+{
+    afd *a = (afd *)pe;
+    if (a->dead)
+        return;
+    ares_socket_t fd = pe->fd;
+    ares_channel ch = a->ch->ch;
+    bool rd = ev & (WEFT__EV_IN | WEFT__EV_HUP);
+    ares_process_fd(ch, rd ? fd : ARES_SOCKET_BAD, ev & WEFT__EV_OUT ? fd : ARES_SOCKET_BAD);
+    /* Edge-triggered: an answer c-ares left queued would get no new edge,
+     * so go on until the socket is empty (or c-ares closed it). */
+    while (rd && !a->dead) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 0) <= 0)
+            break;
+        ares_process_fd(ch, fd, ARES_SOCKET_BAD);
+    }
+}
+
+static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    channel *c = data;
+    afd **pp = &c->fds;
+    while (*pp && (*pp)->pe.fd != fd)
+        pp = &(*pp)->next;
+    afd *a = *pp;
+    if (!readable && !writable) {
+        if (!a)
+            return;
+        /* c-ares closes fd right after this: off the poller first. */
+        *pp = a->next;
+        if (c->loop)
+            c->loop->be->disarm(c->loop, &a->pe);
+        a->dead = true;
+        a->next = c->dead;
+        c->dead = a;
+        return;
+    }
+    if (!a) {
+        if (!(a = calloc(1, sizeof *a)))
+            return; /* unwatched: the query times out */
+        a->pe.fd = fd;
+        a->pe.on_event = on_fd_event;
+        a->ch = c;
+        if (c->loop && c->loop->be->arm(c->loop, &a->pe, WEFT__EV_IN | WEFT__EV_OUT) < 0) {
+            free(a);
+            return;
+        }
+        a->next = c->fds;
+        c->fds = a;
+    }
+    a->want_read = readable;
+    a->want_write = writable;
+}
+
+static int channel_new(channel **out, weft_loop *l)
+{
+    pthread_once(&lib_once, lib_init);
+    if (lib_status != ARES_SUCCESS)
+        return -ENOMEM;
+    channel *c = weft__sys_calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->loop = l && l->current ? l : NULL;
+    struct ares_options o = { 0 };
+    /* NOCHECKRESP: a SERVFAIL or REFUSED answer ends the lookup with that
+     * code; otherwise c-ares reports both as "could not contact servers". */
+    int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS;
+    o.flags = ARES_FLAG_NOCHECKRESP;
+    o.sock_state_cb = sock_state;
+    o.sock_state_cb_data = c;
+    if (l && l->dns_timeout_ms > 0) {
+        o.timeout = l->dns_timeout_ms;
+        mask |= ARES_OPT_TIMEOUTMS;
+    }
+    if (l && l->dns_tries > 0) {
+        o.tries = l->dns_tries;
+        mask |= ARES_OPT_TRIES;
+    }
+    int st = ares_init_options(&c->ch, &o, mask);
+    if (st == ARES_SUCCESS && l && l->dns_servers)
+        st = ares_set_servers_ports_csv(c->ch, l->dns_servers);
+    if (st != ARES_SUCCESS) {
+        if (c->ch)
+            ares_destroy(c->ch);
+        free(c);
+        return st == ARES_ENOMEM ? -ENOMEM : -EINVAL;
+    }
+    *out = c;
+    return 0;
+}
+
+static void channel_free(channel *c)
+{
+    ares_destroy(c->ch); /* ends every query: abandoned ones free themselves */
+    while (c->fds) {
+        afd *a = c->fds;
+        c->fds = a->next;
+        if (c->loop)
+            c->loop->be->disarm(c->loop, &a->pe);
+        free(a);
+    }
+    bury_dead(c);
+    free(c);
+}
+
+void weft__ares_loop_free(weft_loop *l)
+{
+    if (l->names_ares)
+        channel_free(l->names_ares);
+    l->names_ares = NULL;
+}
+
+static void on_result(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    (void)timeouts;
+    query *q = arg;
+    if (q->abandoned) {
+        if (res)
+            ares_freeaddrinfo(res);
+        free(q);
+        return;
+    }
+    q->done = true;
+    q->status = status;
+    q->res = res;
+    weft__wake_all(&q->waiters, 0);
+}
+
+static int map_status(int st)
+{
+    switch (st) {
+    case ARES_ENOTFOUND: return WEFT_EAI_NONAME;
+    case ARES_ENODATA: return WEFT_EAI_NODATA;
+    case ARES_EREFUSED: return WEFT_EAI_REFUSED;
+    case ARES_ETIMEOUT: return WEFT_EAI_TIMEOUT;
+    case ARES_EBADNAME: return WEFT_EAI_BADNAME;
+    case ARES_EBADFAMILY: return WEFT_EAI_FAMILY;
+    case ARES_ESERVICE: return WEFT_EAI_SERVICE;
+    case ARES_ENOMEM: return -ENOMEM;
+    case ARES_ECANCELLED:
+    case ARES_EDESTRUCTION: return -ECANCELED;
+    default: return WEFT_EAI_FAIL; /* SERVFAIL, bad replies, unreachable servers */
+    }
+}
+
+static int collect(weft__names_result *r, query *q, bool canon)
+{
+    int rc = q->status == ARES_SUCCESS ? 0 : map_status(q->status);
+    if (rc == 0 && q->res) {
+        for (struct ares_addrinfo_node *n = q->res->nodes; n && rc == 0; n = n->ai_next)
+            rc = weft__names_result_add(r, n->ai_addr, n->ai_addrlen);
+        if (rc == 0 && canon) {
+            /* The end of the CNAME chain, else the name itself. */
+            const char *name = q->res->name;
+            for (struct ares_addrinfo_cname *c = q->res->cnames; c; c = c->next)
+                name = c->name;
+            if (name && !(r->canon = strdup(name)))
+                rc = -ENOMEM;
+        }
+    }
+    if (rc == 0 && r->n == 0)
+        rc = WEFT_EAI_NODATA;
+    if (q->res)
+        ares_freeaddrinfo(q->res);
+    q->res = NULL;
+    if (rc < 0)
+        weft__names_result_free(r);
+    return rc;
+}
+
+/* Milliseconds until c-ares's next retry, capped by deadline. */
+static int64_t next_wake(channel *c, int64_t deadline)
+{
+    struct timeval tv, *t = ares_timeout(c->ch, NULL, &tv);
+    if (!t)
+        return deadline;
+    int64_t at = weft__now_ns() + (int64_t)t->tv_sec * 1000000000 + (int64_t)t->tv_usec * 1000;
+    return at < deadline ? at : deadline;
+}
+
+static void start(channel *c, query *q, const char *name, int family, bool canon)
+{
+    struct ares_addrinfo_hints h = { 0 };
+    h.ai_family = family;
+    h.ai_socktype = SOCK_STREAM; /* one node per address; resolve.c adds the types */
+    h.ai_flags = ARES_AI_NOSORT | (canon ? ARES_AI_CANONNAME : 0);
+    ares_getaddrinfo(c->ch, name, NULL, &h, on_result, q);
+}
+
+/* Drives a private channel with poll() until q is done or deadline. */
+static int drive_with_poll(channel *c, query *q, int64_t deadline)
+{
+    while (!q->done) {
+        struct pollfd p[16];
+        nfds_t n = 0;
+        for (afd *a = c->fds; a && n < 16; a = a->next)
+            p[n++] = (struct pollfd){ .fd = a->pe.fd,
+                                      .events = (short)((a->want_read ? POLLIN : 0) |
+                                                        (a->want_write ? POLLOUT : 0)) };
+        int64_t at = next_wake(c, deadline);
+        int64_t ms = weft__ms_left(at);
+        int rc = poll(p, n, ms < 0 || ms > INT32_MAX ? -1 : (int)ms);
+        if (rc < 0 && errno != EINTR)
+            return -errno;
+        if (rc <= 0) {
+            if (weft__now_ns() >= deadline)
+                return -ETIMEDOUT;
+            ares_process_fd(c->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+            continue;
+        }
+        for (nfds_t i = 0; i < n; i++) {
+            if (!p[i].revents)
+                continue;
+            bool rd = p[i].revents & (POLLIN | POLLERR | POLLHUP);
+            ares_process_fd(c->ch, rd ? p[i].fd : ARES_SOCKET_BAD,
+                            p[i].revents & POLLOUT ? p[i].fd : ARES_SOCKET_BAD);
+        }
+    }
+    return 0;
+}
+
+int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool canon,
+                      int64_t deadline)
+{
+    weft_loop *l = weft__tls_loop;
+    query *q = weft__sys_calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    int rc;
+    channel *c;
+    if (!l || !l->current) {
+        if ((rc = channel_new(&c, l)) < 0) {
+            free(q);
+            return rc;
+        }
+        start(c, q, name, family, canon);
+        rc = drive_with_poll(c, q, deadline);
+        channel_free(c); /* ends q if it is still going */
+        if (rc == 0)
+            rc = collect(r, q, canon);
+        else if (q->res)
+            ares_freeaddrinfo(q->res);
+        free(q);
+        return rc;
+    }
+    c = l->names_ares;
+    if (!c) {
+        if ((rc = channel_new(&c, l)) < 0) {
+            free(q);
+            return rc;
+        }
+        l->names_ares = c;
+    }
+    bury_dead(c); /* safe here: no poller batch is being dispatched */
+    start(c, q, name, family, canon);
+    while (!q->done) {
+        weft__wait w;
+        int64_t at = next_wake(c, deadline);
+        rc = weft__park(&w, &q->waiters, at);
+        if (q->done)
+            break;
+        if (rc == -ETIMEDOUT && at < deadline) {
+            ares_process_fd(c->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* c-ares's retries */
+            continue;
+        }
+        if (rc < 0) {
+            q->abandoned = true; /* on_result frees it */
+            return rc;
+        }
+    }
+    rc = collect(r, q, canon);
+    free(q);
+    return rc;
+}

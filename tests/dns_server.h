@@ -1,0 +1,188 @@
+/*
+ * dns_server.h - real DNS servers on loopback for the resolver's tests and
+ * benchmark: dnsmasq with its own hosts data, a server that answers every
+ * query with SERVFAIL, and a UDP port that never answers.
+ */
+#ifndef WEFT_TEST_DNS_SERVER_H
+#define WEFT_TEST_DNS_SERVER_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A UDP socket bound to 127.0.0.1 on a free port; returns the fd. */
+static inline int dns_udp_bound(int *port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Sends one A query for name to 127.0.0.1:port; 1 if anything answers
+ * within ms. */
+static inline int dns_answers(int port, const char *name, int ms)
+{
+    unsigned char q[300] = { 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0 };
+    size_t n = 12;
+    for (const char *p = name; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        q[n++] = (unsigned char)l;
+        memcpy(q + n, p, l);
+        n += l;
+        p += l + (dot ? 1 : 0);
+    }
+    q[n++] = 0;
+    q[n++] = 0, q[n++] = 1, q[n++] = 0, q[n++] = 1;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sendto(fd, q, n, 0, (struct sockaddr *)&a, sizeof a);
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int ok = poll(&p, 1, ms) == 1;
+    close(fd);
+    return ok;
+}
+
+/* A server that answers every UDP query with SERVFAIL, on its own thread
+ * until the process ends. */
+static inline void *dns_servfail_run(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    unsigned char buf[512];
+    for (;;) {
+        struct sockaddr_storage from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+        if (n < 12)
+            continue;
+        buf[2] = (unsigned char)(0x80 | (buf[2] & 0x01)); /* QR, keep RD */
+        buf[3] = 0x82;                                     /* RA, SERVFAIL */
+        memset(buf + 6, 0, 6);                             /* no records */
+        sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
+    }
+    return NULL;
+}
+
+static inline int dns_servfail_start(void)
+{
+    int port, fd = dns_udp_bound(&port);
+    if (fd < 0)
+        return -1;
+    pthread_t t;
+    pthread_create(&t, NULL, dns_servfail_run, (void *)(intptr_t)fd);
+    pthread_detach(t);
+    return port;
+}
+
+typedef struct dns_server {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char servers[32]; /* "127.0.0.1:PORT" for weft_config.dns_servers */
+} dns_server;
+
+/* The names dnsmasq serves; everything else under .test is NXDOMAIN, names
+ * under fail.test go to a SERVFAIL server, other names are REFUSED. */
+static inline void dns_write_hosts(FILE *f)
+{
+    fputs("127.0.0.10 www.test\n::10 www.test\n"
+          "127.0.0.11 v4only.test\n::11 v6only.test\n"
+          "127.0.0.1 lo4.test\n127.0.0.1 he.test\n::1 he.test\n"
+          "127.0.0.21 multi.test\n127.0.0.22 multi.test\n127.0.0.23 multi.test\n",
+          f);
+    for (int i = 1; i <= 40; i++) /* 40 A records: an answer over 512 bytes */
+        fprintf(f, "127.0.1.%d big.test\n", i);
+}
+
+/* Starts dnsmasq on a free port of 127.0.0.1.  Returns 0, or -1 if it
+ * would not start (then *d is unusable). */
+static inline int dns_server_start(dns_server *d)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/weft-dns-XXXXXX");
+    if (!mkdtemp(d->dir))
+        return -1;
+    char hosts[96];
+    snprintf(hosts, sizeof hosts, "%s/hosts", d->dir);
+    FILE *f = fopen(hosts, "w");
+    if (!f)
+        return -1;
+    dns_write_hosts(f);
+    fclose(f);
+    int failport = dns_servfail_start();
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int port, probe = dns_udp_bound(&port);
+        if (probe < 0)
+            return -1;
+        close(probe); /* dnsmasq takes the port over, UDP and TCP */
+        char a_port[32], a_hosts[128], a_fail[64];
+        snprintf(a_port, sizeof a_port, "--port=%d", port);
+        snprintf(a_hosts, sizeof a_hosts, "--addn-hosts=%s", hosts);
+        snprintf(a_fail, sizeof a_fail, "--server=/fail.test/127.0.0.1#%d", failport);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int null = open("/dev/null", 1);
+            dup2(null, 1);
+            dup2(null, 2);
+            execlp("dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                   "--no-resolv", "--no-hosts", "--no-negcache", "--cache-size=0",
+                   "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
+                   "--user=root", "--local=/test/", "--cname=alias.test,www.test",
+                   "--cname=chain.test,alias.test", a_port, a_hosts, a_fail, (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 50; i++) {
+            if (dns_answers(port, "www.test", 100)) {
+                d->pid = pid;
+                d->port = port;
+                snprintf(d->servers, sizeof d->servers, "127.0.0.1:%d", port);
+                return 0;
+            }
+            if (waitpid(pid, NULL, WNOHANG) == pid) {
+                pid = 0;
+                break;
+            }
+        }
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    return -1;
+}
+
+static inline void dns_server_stop(dns_server *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+    }
+    char path[96];
+    snprintf(path, sizeof path, "%s/hosts", d->dir);
+    unlink(path);
+    rmdir(d->dir);
+}
+
+#endif /* WEFT_TEST_DNS_SERVER_H */
