@@ -16,6 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -115,9 +119,10 @@ static inline void dns_write_hosts(FILE *f)
         fprintf(f, "127.0.1.%d big.test\n", i);
 }
 
-/* Starts dnsmasq on a free port of 127.0.0.1.  Returns 0, or -1 if it
- * would not start (then *d is unusable). */
-static inline int dns_server_start(dns_server *d)
+/* Starts dnsmasq on 127.0.0.1:fixed_port, or a free port if 0.  Names under
+ * slow.test are forwarded to a port that never answers.  Returns 0, or -1
+ * if it would not start (then *d is unusable). */
+static inline int dns_server_start_on(dns_server *d, int fixed_port)
 {
     memset(d, 0, sizeof *d);
     snprintf(d->dir, sizeof d->dir, "/tmp/weft-dns-XXXXXX");
@@ -131,12 +136,19 @@ static inline int dns_server_start(dns_server *d)
     dns_write_hosts(f);
     fclose(f);
     int failport = dns_servfail_start();
+    int holeport = 0;
+    if (dns_udp_bound(&holeport) < 0) /* kept open, silent, for the process's life */
+        return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
-        int port, probe = dns_udp_bound(&port);
-        if (probe < 0)
-            return -1;
-        close(probe); /* dnsmasq takes the port over, UDP and TCP */
-        char a_port[32], a_hosts[128], a_fail[64];
+        int port = fixed_port;
+        if (!port) {
+            int probe = dns_udp_bound(&port);
+            if (probe < 0)
+                return -1;
+            close(probe); /* dnsmasq takes the port over, UDP and TCP */
+        }
+        char a_port[32], a_hosts[128], a_fail[64], a_slow[64];
+        snprintf(a_slow, sizeof a_slow, "--server=/slow.test/127.0.0.1#%d", holeport);
         snprintf(a_port, sizeof a_port, "--port=%d", port);
         snprintf(a_hosts, sizeof a_hosts, "--addn-hosts=%s", hosts);
         snprintf(a_fail, sizeof a_fail, "--server=/fail.test/127.0.0.1#%d", failport);
@@ -149,7 +161,7 @@ static inline int dns_server_start(dns_server *d)
                    "--no-resolv", "--no-hosts", "--no-negcache", "--cache-size=0",
                    "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
                    "--user=root", "--local=/test/", "--cname=alias.test,www.test",
-                   "--cname=chain.test,alias.test", a_port, a_hosts, a_fail, (char *)NULL);
+                   "--cname=chain.test,alias.test", a_port, a_hosts, a_fail, a_slow, (char *)NULL);
             _exit(127);
         }
         for (int i = 0; i < 50; i++) {
@@ -172,6 +184,11 @@ static inline int dns_server_start(dns_server *d)
     return -1;
 }
 
+static inline int dns_server_start(dns_server *d)
+{
+    return dns_server_start_on(d, 0);
+}
+
 static inline void dns_server_stop(dns_server *d)
 {
     if (d->pid > 0) {
@@ -183,6 +200,41 @@ static inline void dns_server_stop(dns_server *d)
     snprintf(path, sizeof path, "%s/hosts", d->dir);
     unlink(path);
     rmdir(d->dir);
+}
+
+/* Moves this (single-threaded, root) process into network and mount
+ * namespaces of its own, with loopback up and /etc/resolv.conf saying
+ * "nameserver 127.0.0.1", so that getaddrinfo asks a dnsmasq started
+ * afterwards on port 53 and nothing leaves the namespace.  Returns 0, or
+ * -errno (EPERM without the privilege: the caller skips). */
+static inline int dns_private_namespace(void)
+{
+    if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0)
+        return -errno;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return -errno;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = { 0 };
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    ifr.ifr_flags |= IFF_UP;
+    if (rc == 0)
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    close(fd);
+    if (rc != 0)
+        return -errno;
+    char path[] = "/tmp/weft-resolv-XXXXXX";
+    int rf = mkstemp(path);
+    if (rf < 0)
+        return -errno;
+    const char conf[] = "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n";
+    ssize_t w = write(rf, conf, sizeof conf - 1);
+    close(rf);
+    rc = w == (ssize_t)(sizeof conf - 1) && mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL) == 0
+             ? 0
+             : -errno;
+    unlink(path); /* the bind mount keeps the file alive */
+    return rc;
 }
 
 #endif /* WEFT_TEST_DNS_SERVER_H */
