@@ -34,13 +34,23 @@ typedef struct afd {
     struct afd *next;
 } afd;
 
+/* Queries a loop keeps on the wire at once.  A burst of a thousand
+ * overflows a server's socket buffer and the drops cost whole retry
+ * timeouts; the rest wait their turn here instead. */
+#ifndef WEFT_ARES_INFLIGHT
+#define WEFT_ARES_INFLIGHT 128
+#endif
+
 struct channel {
     ares_channel ch;
     weft_loop *loop; /* NULL: driven by poll() on a thread */
     afd *fds, *dead;
+    int inflight;
+    weft__waitq turn; /* lookups waiting for a slot */
 };
 
 typedef struct query {
+    channel *c;
     weft__waitq waiters;
     bool done, abandoned;
     int status;
@@ -181,6 +191,9 @@ static void on_result(void *arg, int status, int timeouts, struct ares_addrinfo 
 {
     (void)timeouts;
     query *q = arg;
+    channel *c = q->c;
+    if (--c->inflight < WEFT_ARES_INFLIGHT && c->turn.head)
+        weft__wake(c->turn.head, 0);
     if (q->abandoned) {
         if (res)
             ares_freeaddrinfo(res);
@@ -251,6 +264,8 @@ static void start(channel *c, query *q, const char *name, int family, bool canon
     h.ai_family = family;
     h.ai_socktype = SOCK_STREAM; /* one node per address; resolve.c adds the types */
     h.ai_flags = ARES_AI_NOSORT | (canon ? ARES_AI_CANONNAME : 0);
+    q->c = c;
+    c->inflight++;
     ares_getaddrinfo(c->ch, name, NULL, &h, on_result, q);
 }
 
@@ -319,6 +334,16 @@ int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool 
         l->names_ares = c;
     }
     bury_dead(c); /* safe here: no poller batch is being dispatched */
+    while (c->inflight >= WEFT_ARES_INFLIGHT) {
+        weft__wait w;
+        if ((rc = weft__park(&w, &c->turn, deadline)) < 0) {
+            /* pass the slot on if it was ours */
+            if (c->inflight < WEFT_ARES_INFLIGHT && c->turn.head)
+                weft__wake(c->turn.head, 0);
+            free(q);
+            return rc;
+        }
+    }
     start(c, q, name, family, canon);
     while (!q->done) {
         weft__wait w;
