@@ -486,38 +486,63 @@ WEFT_EXTERN int weft_udp_set_broadcast(weft_sock *s, int on);
 /* ------------------------------------------------------------------------ */
 /* Unix and raw sockets                                                      */
 
-/* Builds a unix address: a path, or "@name" for a Linux abstract name.
- * Returns 0 or -EINVAL (empty or longer than sun_path allows). */
+/* Builds a unix address: a path, or "@name" for a Linux abstract name
+ * (sun_path[0] is NUL and the length counts only the name's bytes).  A
+ * path may have up to 107 bytes (sun_path keeps its terminator), a name
+ * after the '@' up to 107.  Returns 0, -EINVAL (NULL, "" or "@"),
+ * -ENAMETOOLONG; *out is untouched on failure. */
 WEFT_EXTERN int weft_addr_unix(weft_addr *out, const char *path);
 
 /* Listens on a unix stream socket at path ("@name": abstract).  A stale
- * socket file left at path is not removed: -EADDRINUSE.  Errors as
- * weft_tcp_listen.  The caller owns *out; closing it does not unlink. */
+ * socket file left at path is not removed: -EADDRINUSE.  Errors: those of
+ * weft_addr_unix, -EADDRINUSE, -ENOENT (a directory on the path is
+ * missing), -EACCES, -EMFILE, -ENFILE, -ENOMEM; if listen itself fails,
+ * the socket file bind made is unlinked.  Never blocks.  The caller owns
+ * *out; closing it does not unlink. */
 WEFT_EXTERN int weft_unix_listen(weft_sock **out, const char *path, int backlog);
-/* weft_accept for unix listeners. */
+/* weft_accept for unix listeners: the same call and contract. */
 WEFT_EXTERN int weft_unix_accept(weft_sock *listener, weft_sock **out, int64_t timeout_ms);
-/* Connects to a unix stream socket.  Errors: -ENOENT, -ECONNREFUSED (no
- * listener), -EAGAIN is never returned (a full backlog waits within the
- * timeout), -ETIMEDOUT, -ECANCELED, -EINVAL.  Blocks. */
+/* Connects to a unix stream socket.  Errors: those of weft_addr_unix,
+ * -ENOENT (no such path), -ECONNREFUSED (no listener: a socket file
+ * nobody listens on, or a file that is not a socket), -EACCES,
+ * -ETIMEDOUT, -ECANCELED, -EMFILE, -ENFILE, -ENOMEM.  -EAGAIN is never
+ * returned: a full backlog is tried again (after 1 ms, doubling to 50 ms)
+ * within the timeout.  Blocks.  The caller owns *out. */
 WEFT_EXTERN int weft_unix_connect(weft_sock **out, const char *path, int64_t timeout_ms);
-/* Opens a unix datagram socket bound to path (NULL: unbound, can only
- * send).  Use weft_sendto with weft_addr_unix, weft_recvfrom. */
+/* Opens a unix datagram socket bound to path ("@name": abstract; NULL:
+ * unbound, it can send but its receivers see no address to answer).  Use
+ * weft_sendto with weft_addr_unix, and weft_recvfrom.  Errors: those of
+ * weft_addr_unix, -EADDRINUSE, -ENOENT, -EACCES, -EMFILE, -ENFILE,
+ * -ENOMEM.  Never blocks.  The caller owns *out; closing it does not
+ * unlink. */
 WEFT_EXTERN int weft_unix_dgram_open(weft_sock **out, const char *path);
-/* A connected pair (type SOCK_STREAM or SOCK_DGRAM, AF_UNIX).  Returns 0,
- * -EINVAL, -EMFILE, -ENFILE, -ENOMEM; the caller owns both. */
+/* A connected pair (type SOCK_STREAM or SOCK_DGRAM, AF_UNIX), both
+ * non-blocking and close-on-exec.  Returns 0, -EINVAL (any other type,
+ * type flags included), -EMFILE, -ENFILE, -ENOMEM.  Never blocks.  The
+ * caller owns both. */
 WEFT_EXTERN int weft_socketpair(weft_sock *out[2], int type);
 /* Passes a descriptor over a unix socket (SCM_RIGHTS, with one byte of
- * data).  The caller keeps its own fd.  Returns 0, -EBADF, -EPIPE,
- * -ETIMEDOUT, -ECANCELED.  Blocks. */
+ * data).  The caller keeps its own fd.  Returns 0, -EBADF (s or fd not
+ * open), -EINVAL (s is not a unix socket, or is TLS), -EPIPE (the stream
+ * peer closed), -ECONNREFUSED (the datagram peer closed), -ETIMEDOUT,
+ * -ECANCELED.  Blocks. */
 WEFT_EXTERN int weft_send_fd(weft_sock *s, int fd, int64_t timeout_ms);
 /* Receives a descriptor sent with weft_send_fd; it arrives close-on-exec
- * and the caller owns it.  Returns 1 with *fd set, 0 if the peer closed,
- * -EBADMSG (data came without a descriptor), -ETIMEDOUT, -ECANCELED.
- * Blocks. */
+ * and the caller owns it.  Returns 1 with *fd set, 0 if the stream peer
+ * closed (a datagram peer's close is not seen: the call waits its
+ * timeout), -EBADMSG (the byte came without a descriptor, with more than
+ * one, or with its control data cut short, MSG_CTRUNC: every descriptor
+ * that did come is closed and the byte is consumed), -EINVAL (fd NULL, s
+ * is TLS), -ETIMEDOUT, -ECANCELED.  Blocks. */
 WEFT_EXTERN int weft_recv_fd(weft_sock *s, int *fd, int64_t timeout_ms);
-/* Opens a raw socket (family AF_INET or AF_INET6, protocol such as
- * IPPROTO_ICMP).  Needs CAP_NET_RAW: -EPERM or -EACCES otherwise.  Use
- * weft_sendto and weft_recvfrom. */
+/* Opens a raw socket: family AF_INET or AF_INET6, protocol an IP protocol
+ * number (IPPROTO_ICMP, IPPROTO_ICMPV6, ...).  Use weft_sendto (the kernel
+ * adds the IP header) and weft_recvfrom: on AF_INET each packet received
+ * starts with its IPv4 header, on AF_INET6 it does not, and the kernel
+ * fills in ICMPv6 checksums.  Errors: -EPERM or -EACCES (no CAP_NET_RAW),
+ * -EAFNOSUPPORT (another family), -EINVAL (protocol outside 0..255),
+ * -EPROTONOSUPPORT (protocol 0), -EMFILE, -ENFILE, -ENOMEM.  Never
+ * blocks.  The caller owns *out. */
 WEFT_EXTERN int weft_raw_open(weft_sock **out, int family, int protocol);
 
 /* ------------------------------------------------------------------------ */
