@@ -424,35 +424,52 @@ WEFT_EXTERN void weft_addrinfo_free(weft_addrinfo *ai);
 /* UDP                                                                       */
 
 /* Opens an unbound UDP socket of family AF_INET or AF_INET6 (IPv6 sockets
- * are dual-stack).  Errors: -EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOMEM.
- * Never blocks.  The caller owns *out. */
+ * are dual-stack).  Errors: -EAFNOSUPPORT, -EINVAL (out NULL), -EMFILE,
+ * -ENFILE, -ENOMEM.  Never blocks.  The caller owns *out. */
 WEFT_EXTERN int weft_udp_open(weft_sock **out, int family);
-/* Binds to a numeric host ("*" or NULL = any) and port (0 = any).
- * Returns 0, -EINVAL, -EADDRINUSE, -EADDRNOTAVAIL, -EACCES. */
+/* Binds to a numeric host ("*" or NULL = any) and port (0 = any).  On an
+ * IPv6 socket an IPv4 host means its IPv4-mapped address; on an IPv4
+ * socket an IPv6 host is -EINVAL unless it is IPv4-mapped.  Returns 0,
+ * -EINVAL (bad host or port, not a UDP socket), -EADDRINUSE,
+ * -EADDRNOTAVAIL, -EACCES, -EBADF.  Never blocks. */
 WEFT_EXTERN int weft_udp_bind(weft_sock *s, const char *host, int port);
 /* Sets (or, called again, changes) the default peer: weft_send and
- * weft_recv then work, and datagrams from other addresses are dropped.
- * host NULL removes the peer.  Returns 0, -EINVAL, -ENETUNREACH.  Never
+ * weft_recv then work, and datagrams from other addresses are dropped
+ * (those already queued before the call are still delivered).  An ICMP
+ * error for a datagram to the peer makes the next call on the socket
+ * return -ECONNREFUSED.  host NULL removes the peer (and a port the kernel
+ * chose at connect, if the socket was never bound).  Returns 0, -EINVAL
+ * (bad host, "*", port 0, not a UDP socket), -ENETUNREACH, -EBADF.  Never
  * blocks. */
 WEFT_EXTERN int weft_udp_connect(weft_sock *s, const char *host, int port);
 
-/* Sends one datagram of n bytes to to (NULL = the connected peer).
- * Returns n, or -EMSGSIZE (too big), -ETIMEDOUT, -ECANCELED, -ECONNREFUSED
- * (an earlier datagram to a connected peer bounced), -EDESTADDRREQ, -EBADF.
- * Blocks only while the send buffer is full. */
+/* Sends one datagram of n bytes to to (NULL or to->len 0 = the connected
+ * peer); n may be 0.  Returns n, or -EMSGSIZE (too big: over 65,507 bytes
+ * for IPv4, 65,527 for IPv6), -ETIMEDOUT, -ECANCELED, -ECONNREFUSED (an
+ * earlier datagram to a connected peer bounced), -EDESTADDRREQ (no
+ * address and no peer), -EACCES (a broadcast address without
+ * weft_udp_set_broadcast), -EINVAL (not a datagram socket, buf NULL with
+ * n > 0, to->len too big), -EBADF, or the kernel's -ENOBUFS, -ENETUNREACH.
+ * weft_sock_sent() then gives n, or 0 after a failure.  Blocks only while
+ * the send buffer is full.  Works on UDP, unix datagram and raw sockets. */
 WEFT_EXTERN ssize_t weft_sendto(weft_sock *s, const void *buf, size_t n, const weft_addr *to,
                                 int64_t timeout_ms);
-/* Receives one datagram into buf and its sender into *from (may be NULL).
+/* Receives one datagram into buf and its sender into *from (may be NULL;
+ * from->len 0 when the sender has no address, as an unbound unix socket).
  * Returns the datagram's full length: a value greater than n means it was
  * truncated and only the first n bytes were stored.  0 is an empty
- * datagram.  Errors: -ETIMEDOUT, -ECANCELED, -ECONNREFUSED, -EBADF.
- * Blocks.  Works on UDP, unix datagram and raw sockets. */
+ * datagram.  With n 0 (buf may then be NULL) the datagram is consumed and
+ * only its length returned.  Errors: -ETIMEDOUT, -ECANCELED, -ECONNREFUSED
+ * (connected UDP: an earlier datagram bounced), -EINVAL (not a datagram
+ * socket, buf NULL with n > 0), -EBADF.  Blocks; concurrent receivers take
+ * turns.  Works on UDP, unix datagram and raw sockets. */
 WEFT_EXTERN ssize_t weft_recvfrom(weft_sock *s, void *buf, size_t n, weft_addr *from,
                                   int64_t timeout_ms);
 
 /* One datagram of a batch.  Sending: buf, len, addr (addr.len 0 = the
  * connected peer).  Receiving: buf and len in; got (bytes stored), addr
- * (the sender) and truncated (1 if the datagram was longer than len) out. */
+ * (the sender; len 0 if it has none) and truncated (1 if the datagram was
+ * longer than len) out. */
 typedef struct weft_dgram {
     void *buf;
     size_t len;
@@ -460,25 +477,40 @@ typedef struct weft_dgram {
     size_t got;
     int truncated;
 } weft_dgram;
-/* Sends all n datagrams with as few syscalls as possible (sendmmsg; UDP
- * GSO for runs of equal-size datagrams to one address where the kernel has
- * it).  Returns n, or a negative error; weft_sock_sent() then tells how
- * many datagrams went out before it.  Errors as weft_sendto, -EINVAL.
- * Blocks while the send buffer is full. */
+/* Sends all n datagrams, in order, with as few syscalls as possible
+ * (sendmmsg, up to 256 datagrams each).  On a UDP socket whose kernel has
+ * UDP GSO, each run of up to 64 datagrams of one length to one address
+ * (the last of a run may be shorter) goes as one GSO send, which the
+ * kernel cuts back into those datagrams; a socket where the kernel refuses
+ * one goes on without, and other sockets never try.  Returns n (0 when n
+ * is 0), or a negative error; weft_sock_sent() then tells how many datagrams
+ * (not bytes) went out before it.  Errors as weft_sendto; -EINVAL (n < 0,
+ * v NULL, a buf NULL with len > 0, an addr.len too big).  Blocks while the
+ * send buffer is full; timeout_ms bounds the whole call. */
 WEFT_EXTERN int weft_sendmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms);
-/* Waits for at least one datagram, then takes up to n that are queued in
- * one recvmmsg call.  Returns how many (1..n), or -ETIMEDOUT, -ECANCELED,
- * -EINVAL, -EBADF.  Blocks. */
+/* Waits for at least one datagram, then takes up to n (at most 64) of
+ * those queued in one recvmmsg call, never waiting for more.  Fills got,
+ * addr and truncated of v[0..r-1]; the rest are untouched.  Returns how
+ * many (1..n), or -ETIMEDOUT, -ECANCELED, -ECONNREFUSED (as weft_recvfrom),
+ * -EINVAL (n <= 0, v NULL, a buf NULL with len > 0, not a datagram socket),
+ * -EBADF.  Blocks; concurrent receivers take turns. */
 WEFT_EXTERN int weft_recvmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms);
 
 /* Multicast: join or leave group (numeric IPv4 or IPv6) on the interface
- * iface (a name such as "lo", or NULL for the system's choice).  Returns 0,
- * -EINVAL, -EADDRINUSE (already joined), -EADDRNOTAVAIL (not joined),
- * -ENODEV. */
+ * iface (a name such as "lo", or NULL for the system's choice, or the
+ * group's own scope as in "ff02::1%lo").  A dual-stack IPv6 socket can
+ * join IPv4 groups too.  Which interface datagrams sent to a group leave
+ * by is the routing table's choice (IP_MULTICAST_IF on weft_sock_fd sets
+ * it).  Returns 0, -EINVAL (not a group address, an IPv6 group on an IPv4
+ * socket, not a UDP socket), -EADDRINUSE (already joined), -EADDRNOTAVAIL
+ * (not joined), -ENODEV (no such interface, or no route to pick one),
+ * -EBADF.  Never block. */
 WEFT_EXTERN int weft_udp_join(weft_sock *s, const char *group, const char *iface);
 WEFT_EXTERN int weft_udp_leave(weft_sock *s, const char *group, const char *iface);
-/* Multicast TTL / hop limit (0..255), multicast loopback, SO_BROADCAST.
- * Return 0 or -EINVAL. */
+/* Multicast TTL / hop limit (0..255; 0 keeps datagrams on this host),
+ * multicast loopback, SO_BROADCAST.  On an IPv6 socket the first two set
+ * the IPv6 option and the IPv4 one (for IPv4 groups).  Return 0, -EINVAL
+ * (ttl out of range, not a UDP socket), -EBADF.  Never block. */
 WEFT_EXTERN int weft_udp_set_ttl(weft_sock *s, int ttl);
 WEFT_EXTERN int weft_udp_set_loop(weft_sock *s, int on);
 WEFT_EXTERN int weft_udp_set_broadcast(weft_sock *s, int on);

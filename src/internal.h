@@ -293,6 +293,8 @@ enum {
     WEFT__SOCK_LISTEN = 2,
     WEFT__SOCK_FDBLOCK = 4,  /* the fd itself is in blocking mode */
     WEFT__SOCK_DGRAM = 8,    /* datagrams: receives report truncation */
+    WEFT__SOCK_GSO = 16,     /* UDP GSO known to work here */
+    WEFT__SOCK_NOGSO = 32,   /* ... known not to: send datagrams one by one */
 };
 
 /* A layer over the descriptor (TLS): when a socket has ops, the public

@@ -551,7 +551,7 @@ int weft_sock_wrap(weft_sock **out, int fd)
         return -errno;
     weft_sock *s;
     unsigned flags = (type == SOCK_STREAM ? WEFT__SOCK_STREAM : 0) | (acc ? WEFT__SOCK_LISTEN : 0) |
-                     (type == SOCK_DGRAM || type == SOCK_RAW ? WEFT__SOCK_DGRAM : 0);
+                     (type == SOCK_DGRAM || type == SOCK_RAW || type == SOCK_SEQPACKET ? WEFT__SOCK_DGRAM : 0);
     int rc = weft__sock_new(&s, fd, flags);
     if (rc < 0)
         return rc;
