@@ -281,7 +281,9 @@ WEFT_EXTERN ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt
 WEFT_EXTERN ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt,
                                int64_t timeout_ms);
 
-/* Bytes the last weft_send/weft_sendv on s got out, also when it failed. */
+/* What the last send on s got out, also when it failed: bytes for
+ * weft_send/weft_sendv, n or 0 for weft_sendto, datagrams for
+ * weft_sendmmsg. */
 WEFT_EXTERN size_t weft_sock_sent(const weft_sock *s);
 
 enum { WEFT_SHUT_RD = 1, WEFT_SHUT_WR = 2, WEFT_SHUT_RDWR = 3 };
@@ -449,7 +451,8 @@ WEFT_EXTERN int weft_udp_connect(weft_sock *s, const char *host, int port);
  * earlier datagram to a connected peer bounced), -EDESTADDRREQ (no
  * address and no peer), -EACCES (a broadcast address without
  * weft_udp_set_broadcast), -EINVAL (not a datagram socket, buf NULL with
- * n > 0, to->len too big), -EBADF, or the kernel's -ENOBUFS, -ENETUNREACH.
+ * n > 0, to->len too big), -ENOENT or -ECONNREFUSED (unix: no such path,
+ * nobody bound there), -EBADF, or the kernel's -ENOBUFS, -ENETUNREACH.
  * weft_sock_sent() then gives n, or 0 after a failure.  Blocks only while
  * the send buffer is full.  Works on UDP, unix datagram and raw sockets. */
 WEFT_EXTERN ssize_t weft_sendto(weft_sock *s, const void *buf, size_t n, const weft_addr *to,
