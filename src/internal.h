@@ -349,6 +349,9 @@ int weft__sock_new(weft_sock **out, int fd, unsigned flags);
 
 /* Waits on a raw descriptor outside a coroutine with poll(); ns deadline. */
 int weft__fd_poll(int fd, int events, int64_t deadline);
+/* The bytes of iovcnt iovecs, or -EINVAL (count out of 0..IOV_MAX, a
+ * NULL array, a total past SSIZE_MAX). */
+ssize_t weft__iov_total(const struct iovec *iov, int iovcnt);
 /* Milliseconds left until deadline, as a timeout for another call (-1 for
  * WEFT__NEVER, 0 once passed). */
 int64_t weft__ms_left(int64_t deadline);

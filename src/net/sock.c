@@ -349,7 +349,7 @@ static ssize_t do_recvv(weft_sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-static ssize_t iov_total(const struct iovec *iov, int iovcnt)
+ssize_t weft__iov_total(const struct iovec *iov, int iovcnt)
 {
     if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && !iov))
         return -EINVAL;
@@ -368,7 +368,7 @@ ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
         return -EBADF;
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recvv(s, iov, iovcnt, timeout_ms);
-    ssize_t total = iov_total(iov, iovcnt);
+    ssize_t total = weft__iov_total(iov, iovcnt);
     if (total <= 0)
         return total;
     recvv_op o = { iov, iovcnt, (size_t)total };
@@ -458,7 +458,7 @@ ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
         return -EBADF;
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->sendv(s, iov, iovcnt, timeout_ms);
-    ssize_t total = iov_total(iov, iovcnt);
+    ssize_t total = weft__iov_total(iov, iovcnt);
     if (total < 0)
         return total;
     if (total == 0) {

@@ -213,19 +213,6 @@ static ssize_t tls_recv(weft_sock *s, void *buf, size_t n, bool all, int64_t tim
     return weft__sock_io(s, WEFT__EV_IN, weft__ms_left(deadline), do_read, &o);
 }
 
-static ssize_t iov_total(const struct iovec *iov, int iovcnt)
-{
-    if (iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && !iov))
-        return -EINVAL;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
-            return -EINVAL;
-        total += iov[i].iov_len;
-    }
-    return (ssize_t)total;
-}
-
 typedef struct rdv_op {
     weft__tls *t;
     const struct iovec *iov;
@@ -261,7 +248,7 @@ static ssize_t do_readv(weft_sock *s, void *ctx)
 static ssize_t tls_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
-    ssize_t total = iov_total(iov, iovcnt);
+    ssize_t total = weft__iov_total(iov, iovcnt);
     if (total <= 0)
         return total;
     int64_t deadline = weft__deadline(timeout_ms);
@@ -369,7 +356,7 @@ static ssize_t do_write(weft_sock *s, void *ctx)
 static ssize_t tls_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
-    ssize_t total = iov_total(iov, iovcnt);
+    ssize_t total = weft__iov_total(iov, iovcnt);
     if (total < 0)
         return total;
     if (total == 0) {
