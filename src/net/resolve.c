@@ -27,16 +27,25 @@ struct weft_addrinfo {
     (WEFT_AI_PASSIVE | WEFT_AI_CANONNAME | WEFT_AI_NUMERICHOST | WEFT_AI_NUMERICSERV |        \
      WEFT_AI_V4MAPPED | WEFT_AI_ADDRCONFIG)
 
+/* The resolver a kind names: 1 system, 0 ares (also NULL and ""), -1
+ * neither.  Without c-ares every lookup is the system's. */
+static int system_kind(const char *kind)
+{
+    if (kind && *kind && strcmp(kind, "ares") != 0)
+        return strcmp(kind, "system") == 0 ? 1 : -1;
+#ifdef WEFT_WITH_ARES
+    return 0;
+#else
+    return 1;
+#endif
+}
+
 int weft__names_config(weft_loop *l, const weft_config *cfg)
 {
-    const char *kind = cfg && cfg->resolver ? cfg->resolver : getenv("WEFT_RESOLVER");
-    if (kind && *kind && strcmp(kind, "system") == 0)
-        l->system_resolver = true;
-    else if (kind && *kind && strcmp(kind, "ares") != 0)
+    int sys = system_kind(cfg && cfg->resolver ? cfg->resolver : getenv("WEFT_RESOLVER"));
+    if (sys < 0)
         return -EINVAL;
-#ifndef WEFT_WITH_ARES
-    l->system_resolver = true;
-#endif
+    l->system_resolver = sys;
     if (cfg && (cfg->dns_timeout_ms < 0 || cfg->dns_tries < 0))
         return -EINVAL;
     if (cfg && cfg->dns_servers && !(l->dns_servers = strdup(cfg->dns_servers)))
@@ -285,34 +294,35 @@ static int default_protocol(int family, int type)
 }
 
 /* One entry per address and socket type (stream then datagram when the
- * hints leave the type open). */
+ * hints leave the type open; a type the service has no port for is left
+ * out, so a udp-only service still gives its datagram entries). */
 static int build(weft_addrinfo **out, const weft__names_result *r, const weft_hints *h,
                  const char *service)
 {
-    int types[2] = { h->socktype, 0 };
+    int types[2] = { h->socktype, 0 }, ports[2];
     int ntypes = 1;
     if (h->socktype == 0) {
         types[0] = SOCK_STREAM;
         types[1] = SOCK_DGRAM;
         ntypes = 2;
     }
+    bool any = false;
+    for (int t = 0; t < ntypes; t++) { /* once, not per address: /etc/services is a file */
+        ports[t] = service_port(service, types[t], h->flags);
+        any |= ports[t] >= 0;
+    }
+    if (!any)
+        return WEFT_EAI_SERVICE;
     weft_addrinfo *head = NULL, **tail = &head;
     int rc = 0;
     for (size_t i = 0; i < r->n && rc == 0; i++) {
         for (int t = 0; t < ntypes && rc == 0; t++) {
-            int port = service_port(service, types[t], h->flags);
-            if (port < 0) {
-                if (ntypes == 2 && t == 0)
-                    continue; /* a udp-only service still gives its datagram entry */
-                rc = head ? 0 : port;
-                break;
-            }
+            if (ports[t] < 0)
+                continue;
             int proto = h->protocol ? h->protocol : default_protocol(h->family, types[t]);
-            rc = add_entry(&tail, &r->addrs[i], types[t], proto, port);
+            rc = add_entry(&tail, &r->addrs[i], types[t], proto, ports[t]);
         }
     }
-    if (rc == 0 && !head)
-        rc = WEFT_EAI_SERVICE;
     if (rc == 0 && (h->flags & WEFT_AI_CANONNAME) && r->canon) {
         if (!(head->canonname = strdup(r->canon)))
             rc = -ENOMEM;
@@ -383,19 +393,13 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
         /* Ask for every family when IPv4 answers may have to be mapped. */
         int fam = h.family == AF_INET6 && (h.flags & WEFT_AI_V4MAPPED) ? 0 : h.family;
         bool canon = h.flags & WEFT_AI_CANONNAME;
-        weft_loop *l = weft__tls_loop;
-        bool system = l ? l->system_resolver : false;
 #ifdef WEFT_WITH_ARES
-        if (!l) {
-            const char *env = getenv("WEFT_RESOLVER");
-            system = env && strcmp(env, "system") == 0;
-        }
-        if (!system)
+        weft_loop *l = weft__tls_loop;
+        if (!(l ? l->system_resolver : system_kind(getenv("WEFT_RESOLVER")) == 1))
             rc = weft__ares_lookup(&r, host, fam, canon, deadline);
         else
 #endif
             rc = weft__system_lookup(&r, host, fam, canon, deadline);
-        (void)system;
     }
     if (rc == 0)
         rc = shape(&r, h.family, h.flags);

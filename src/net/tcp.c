@@ -4,41 +4,29 @@
  */
 #include "internal.h"
 
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
-
-#define SOCK_FLAGS (SOCK_NONBLOCK | SOCK_CLOEXEC)
 
 static int listen_on(weft_sock **out, const weft_addr *a, int backlog, int flags)
 {
-    int fd = weft__sys_socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_FLAGS, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1, rc;
+    weft_sock *s;
+    int rc = weft_socket(&s, a->u.sa.sa_family, SOCK_STREAM, 0); /* IPv6: dual-stack */
+    if (rc < 0)
+        return rc;
+    int fd = s->pe.fd, one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if ((flags & WEFT_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        goto fail_errno;
-    if (a->u.sa.sa_family == AF_INET6) {
-        int v6only = (flags & WEFT_V6ONLY) ? 1 : 0;
-        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0)
-            goto fail_errno;
+        rc = -errno;
+    else if (a->u.sa.sa_family == AF_INET6 && (flags & WEFT_V6ONLY) &&
+             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+        rc = -errno;
+    if (rc == 0 && (rc = weft_bind(s, a)) == 0)
+        rc = weft_listen(s, backlog);
+    if (rc < 0) {
+        weft__sock_close(s, false);
+        return rc;
     }
-    if (weft__sys_bind(fd, &a->u.sa, a->len) != 0)
-        goto fail_errno;
-    if (weft__sys_listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
-        goto fail_errno;
-    weft_sock *s;
-    if ((rc = weft__sock_new(&s, fd, WEFT__SOCK_LISTEN)) < 0)
-        goto fail;
     *out = s;
     return 0;
-fail_errno:
-    rc = -errno;
-fail:
-    close(fd);
-    return rc;
 }
 
 int weft_tcp_listen(weft_sock **out, const char *host, int port, int backlog, int flags)
