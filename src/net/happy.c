@@ -79,7 +79,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
         close(epfd);
         return rc;
     }
-    weft_sock *pending[MAX_ATTEMPTS] = { 0 };
+    weft_sock *pending[MAX_ATTEMPTS] = {0};
     weft_sock *win = NULL;
     size_t started = 0, npending = 0;
     int64_t next_at = 0;
@@ -91,7 +91,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
             weft_sock *s = NULL;
             int r = attempt(&s, addrs[i]);
             if (r == 1) {
-                struct epoll_event ev = { .events = EPOLLOUT, .data.u32 = (uint32_t)i };
+                struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
                 if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->pe.fd, &ev) != 0) {
                     r = -errno;
                     weft__sock_close(s, false);
@@ -158,7 +158,7 @@ int weft__connect_name(weft_sock **out, const char *host, int port, int64_t dead
 {
     char service[8];
     snprintf(service, sizeof service, "%d", port);
-    weft_hints h = { .socktype = SOCK_STREAM };
+    weft_hints h = {.socktype = SOCK_STREAM};
     weft_addrinfo *list;
     int rc = weft__resolve(&list, host, service, &h, deadline);
     if (rc < 0)

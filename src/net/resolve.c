@@ -23,8 +23,8 @@ struct weft_addrinfo {
     weft_addr addr;
 };
 
-#define ALL_FLAGS                                                                             \
-    (WEFT_AI_PASSIVE | WEFT_AI_CANONNAME | WEFT_AI_NUMERICHOST | WEFT_AI_NUMERICSERV |        \
+#define ALL_FLAGS                                                                                  \
+    (WEFT_AI_PASSIVE | WEFT_AI_CANONNAME | WEFT_AI_NUMERICHOST | WEFT_AI_NUMERICSERV |             \
      WEFT_AI_V4MAPPED | WEFT_AI_ADDRCONFIG)
 
 /* The resolver a kind names: 1 system, 0 ares (also NULL and ""), -1
@@ -142,8 +142,8 @@ int weft__names_result_add(weft__names_result *r, const struct sockaddr *sa, soc
 
 static int add_any_or_loopback(weft__names_result *r, int family, bool any)
 {
-    struct sockaddr_in6 v6 = { .sin6_family = AF_INET6 };
-    struct sockaddr_in v4 = { .sin_family = AF_INET };
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
     v6.sin6_addr = any ? in6addr_any : in6addr_loopback;
     v4.sin_addr.s_addr = htonl(any ? INADDR_ANY : INADDR_LOOPBACK);
     int rc = 0;
@@ -199,7 +199,7 @@ static int shape(weft__names_result *r, int family, int flags)
         weft_addr a = r->addrs[i];
         int f = a.u.sa.sa_family;
         if (f == AF_INET && map) {
-            struct sockaddr_in6 m = { .sin6_family = AF_INET6 };
+            struct sockaddr_in6 m = {.sin6_family = AF_INET6};
             m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
             memcpy(&m.sin6_addr.s6_addr[12], &a.u.in.sin_addr, 4);
             memset(&a, 0, sizeof a);
@@ -256,7 +256,7 @@ static int service_port(const char *service, int type, int flags)
         return WEFT_EAI_SERVICE;
     struct servent se, *res = NULL;
     char buf[1024];
-    const char *protos[2] = { "tcp", "udp" };
+    const char *protos[2] = {"tcp", "udp"};
     for (int i = 0; i < 2; i++) {
         if ((type == SOCK_STREAM && i == 1) || (type == SOCK_DGRAM && i == 0))
             continue;
@@ -299,7 +299,7 @@ static int default_protocol(int family, int type)
 static int build(weft_addrinfo **out, const weft__names_result *r, const weft_hints *h,
                  const char *service)
 {
-    int types[2] = { h->socktype, 0 }, ports[2];
+    int types[2] = {h->socktype, 0}, ports[2];
     int ntypes = 1;
     if (h->socktype == 0) {
         types[0] = SOCK_STREAM;
@@ -363,7 +363,7 @@ int weft_resolve(weft_addrinfo **out, const char *host, const char *service,
 int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
                   const weft_hints *hints, int64_t deadline)
 {
-    weft_hints h = hints ? *hints : (weft_hints){ 0 };
+    weft_hints h = hints ? *hints : (weft_hints){0};
     if (!out || (h.flags & ~ALL_FLAGS))
         return -EINVAL;
     if (h.family != 0 && h.family != AF_INET && h.family != AF_INET6 && h.family != AF_UNIX)
@@ -377,7 +377,7 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
     if (port < 0)
         return port;
 
-    weft__names_result r = { 0 };
+    weft__names_result r = {0};
     int rc;
     weft_addr num;
     if (!host || strcmp(host, "*") == 0) {

@@ -86,7 +86,7 @@ static void on_fd_event(weft__pollent *pe, int ev)
     /* Edge-triggered: an answer c-ares left queued would get no new edge,
      * so go on until the socket is empty (or c-ares closed it). */
     while (rd && !a->dead) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 0) <= 0)
             break;
         ares_process_fd(ch, fd, ARES_SOCKET_BAD);
@@ -138,7 +138,7 @@ static int channel_new(channel **out, weft_loop *l)
     if (!c)
         return -ENOMEM;
     c->loop = l && l->current ? l : NULL;
-    struct ares_options o = { 0 };
+    struct ares_options o = {0};
     /* NOCHECKRESP: a SERVFAIL or REFUSED answer ends the lookup with that
      * code; otherwise c-ares reports both as "could not contact servers". */
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_FLAGS;
@@ -260,7 +260,7 @@ static int64_t next_wake(channel *c, int64_t deadline)
 
 static void start(channel *c, query *q, const char *name, int family, bool canon)
 {
-    struct ares_addrinfo_hints h = { 0 };
+    struct ares_addrinfo_hints h = {0};
     h.ai_family = family;
     h.ai_socktype = SOCK_STREAM; /* one node per address; resolve.c adds the types */
     h.ai_flags = ARES_AI_NOSORT | (canon ? ARES_AI_CANONNAME : 0);
@@ -276,9 +276,9 @@ static int drive_with_poll(channel *c, query *q, int64_t deadline)
         struct pollfd p[16];
         nfds_t n = 0;
         for (afd *a = c->fds; a && n < 16; a = a->next)
-            p[n++] = (struct pollfd){ .fd = a->pe.fd,
-                                      .events = (short)((a->want_read ? POLLIN : 0) |
-                                                        (a->want_write ? POLLOUT : 0)) };
+            p[n++] = (struct pollfd){
+                .fd = a->pe.fd,
+                .events = (short)((a->want_read ? POLLIN : 0) | (a->want_write ? POLLOUT : 0))};
         int64_t at = next_wake(c, deadline);
         int64_t ms = weft__ms_left(at);
         int rc = poll(p, n, ms < 0 || ms > INT32_MAX ? -1 : (int)ms);

@@ -76,7 +76,7 @@ static int map_gai(int e)
 
 static void run(job *j)
 {
-    struct addrinfo hints = { .ai_family = j->family, .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_family = j->family, .ai_socktype = SOCK_STREAM};
     hints.ai_flags = j->canon ? AI_CANONNAME : 0;
     struct addrinfo *res = NULL;
     int e = getaddrinfo(j->name, NULL, &hints, &res);

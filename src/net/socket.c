@@ -101,7 +101,7 @@ int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
     int64_t backoff = 1;
-    struct sockaddr_storage unspec = { .ss_family = AF_UNSPEC };
+    struct sockaddr_storage unspec = {.ss_family = AF_UNSPEC};
     const struct sockaddr *sa = a->len ? &a->u.sa : (const struct sockaddr *)&unspec;
     socklen_t len = a->len ? a->len : (socklen_t)sizeof unspec.ss_family;
     for (;;) {
@@ -145,7 +145,7 @@ static ssize_t do_accept(weft_sock *s, void *ctx)
     (void)ctx;
     if (s->flags & WEFT__SOCK_FDBLOCK) {
         /* The caller made the fd blocking: accept only what is queued. */
-        struct pollfd p = { .fd = s->pe.fd, .events = POLLIN };
+        struct pollfd p = {.fd = s->pe.fd, .events = POLLIN};
         if (poll(&p, 1, 0) == 0)
             return -EAGAIN;
     }
@@ -169,10 +169,8 @@ static ssize_t do_accept(weft_sock *s, void *ctx)
         return -EAGAIN;
     case EINTR:
     case ECONNABORTED: /* the peer gave up before we got to it: next one */
-    case EPROTO:
-        return -EINTR;
-    default:
-        return -errno;
+    case EPROTO: return -EINTR;
+    default: return -errno;
     }
 }
 
