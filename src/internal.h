@@ -158,9 +158,16 @@ struct weft__co {
     char name[32];
 };
 
-/* Open-addressing table id -> live coroutine (linear probing). */
+/* Open-addressing table id -> live coroutine (linear probing).  Each slot
+ * holds the id beside the record, so probing never touches a record: with
+ * thousands of coroutines those are cache misses. */
+typedef struct weft__cotab_slot {
+    int64_t id; /* 0: empty */
+    weft__co *co;
+} weft__cotab_slot;
+
 typedef struct weft__cotab {
-    weft__co **slot;
+    weft__cotab_slot *slot;
     size_t cap, len;
 } weft__cotab;
 
