@@ -1,6 +1,7 @@
 /*
- * ctxswitch.c - what a coroutine costs: the raw context switch between two
- * stacks (weft__ctx_switch, no scheduler), weft_yield among the coroutines
+ * ctxswitch.c - what a coroutine costs: the raw context switch between the
+ * loop's stack and a coroutine's (weft__ctx_resume and weft__ctx_suspend,
+ * no scheduler), weft_yield among the coroutines
  * of one loop (each yield is coroutine -> loop -> next coroutine), and
  * spawning coroutines in batches of 1000 that run to completion.
  *
@@ -91,25 +92,37 @@ static void fp_flags_set(void)
 }
 #endif
 
-/* ---- the raw switch: main context <-> one context, no loop --------------- */
+/* ---- the raw switch: the loop's side <-> one coroutine, no scheduler ------- */
 
-static weft__ctx main_ctx, co_ctx;
-
-static void bounce(void *arg)
-{
-    (void)arg;
-    for (;;)
-        weft__ctx_switch(&co_ctx, &main_ctx);
-}
-
-/* The scheduler's pair: the loop resumes, the coroutine suspends. */
 static weft__ctx pair_main, pair_co;
+static bool bounce_fp; /* the coroutine does float math before it starts */
 
+/* The coroutine side with the switch inline in a loop, as the loop's own
+ * side always has it (the run queue walk). */
 static void bounce_pair(void *arg)
 {
     (void)arg;
+#ifdef HAVE_MXCSR
+    if (bounce_fp)
+        fp_flags_set();
+#endif
     for (;;)
         weft__ctx_suspend(&pair_co, &pair_main);
+}
+
+/* The coroutine side with each suspend in a function of its own, as in
+ * weft_yield and every blocking call: that function saves and restores the
+ * callee-saved registers its caller relies on, once per suspend. */
+static __attribute__((noinline)) void suspend_call(void)
+{
+    weft__ctx_suspend(&pair_co, &pair_main);
+}
+
+static void bounce_call(void *arg)
+{
+    (void)arg;
+    for (;;)
+        suspend_call();
 }
 
 static double bench_pair(long n)
@@ -120,28 +133,24 @@ static double bench_pair(long n)
     return (now_ns() - t) / (2.0 * (double)n); /* two switches per round */
 }
 
-static double bench_switch(long n)
+/* Starts a coroutine side on st and measures switches to and from it. */
+static void pair_with(weft__stack *st, void (*side)(void *), const char *what)
 {
+    double v[MAX_REPS];
 #ifdef HAVE_MXCSR
-    fp_flags_clear(); /* same as the other side's, saved when it was made */
+    fp_flags_clear(); /* a fresh start for each line */
 #endif
-    double t = now_ns();
-    for (long i = 0; i < n; i++)
-        weft__ctx_switch(&main_ctx, &co_ctx);
-    return (now_ns() - t) / (2.0 * (double)n); /* two switches per round */
-}
-
-#ifdef HAVE_MXCSR
-static double bench_switch_fp(long n)
-{
-    fp_flags_clear();
-    fp_flags_set();
-    double t = now_ns();
-    for (long i = 0; i < n; i++)
-        weft__ctx_switch(&main_ctx, &co_ctx);
-    return (now_ns() - t) / (2.0 * (double)n);
-}
+#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
+    weft__fiber loop;
+    weft__fiber_capture_fp(&loop); /* as the loop does at the start of each step */
+    pair_main.fp_words[0] = loop.ctx.fp_words[0];
+    pair_main.fp_words[1] = loop.ctx.fp_words[1];
 #endif
+    weft__ctx_make(&pair_co, st, side, NULL);
+    weft__ctx_resume(&pair_main, &pair_co); /* enters side, which comes straight back */
+    measure(bench_pair, v);
+    print(what, v, 0);
+}
 
 /* ---- weft_yield between coroutines of one loop ---------------------------- */
 
@@ -226,50 +235,24 @@ static int loop_benches(void *arg)
 
 int main(int argc, char **argv)
 {
-    double v[MAX_REPS];
     reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > MAX_REPS) {
         fprintf(stderr, "usage: ctxswitch [REPS]   (1..%d)\n", MAX_REPS);
         return 2;
     }
 
-    /* Both contexts start with clean flags: the loop's and the ones made here. */
-#ifdef HAVE_MXCSR
-    fp_flags_clear();
-#endif
+    /* The scheduler's pair: the loop resumes, the coroutine suspends. */
     weft__stack *st;
     if (weft__stack_get(&st, 64 * 1024) < 0) {
         fprintf(stderr, "ctxswitch: no stack\n");
         return 1;
     }
-    weft__ctx_make(&co_ctx, st, bounce, NULL);
-    weft__ctx_switch(&main_ctx, &co_ctx); /* enters bounce, which comes straight back */
-    measure(bench_switch, v);
-    print("switch_ns", v, 0);
-
-    /* What the scheduler uses: resume one way, suspend the other. */
-    weft__stack *st2;
-    if (weft__stack_get(&st2, 64 * 1024) < 0) {
-        fprintf(stderr, "ctxswitch: no stack\n");
-        return 1;
-    }
-#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
-    {
-        uint32_t mx;
-        uint16_t cw;
-        __asm__ volatile("stmxcsr %0" : "=m"(mx));
-        __asm__ volatile("fnstcw %0" : "=m"(cw));
-        pair_main.fp_words[0] = mx; /* as weft__fiber_capture_fp does each step */
-        pair_main.fp_words[1] = cw;
-    }
-#endif
-    weft__ctx_make(&pair_co, st2, bounce_pair, NULL);
-    weft__ctx_resume(&pair_main, &pair_co);
-    measure(bench_pair, v);
-    print("switch_ns(resume+suspend)", v, 0);
+    pair_with(st, bounce_pair, "switch_ns(resume+suspend)");
+    pair_with(st, bounce_call, "switch_ns(resume+suspend,suspend_in_call)");
 #ifdef HAVE_MXCSR
-    measure(bench_switch_fp, v);
-    print("switch_ns(fp_flags)", v, 0);
+    bounce_fp = true;
+    pair_with(st, bounce_pair, "switch_ns(resume+suspend,fp_flags)");
+    bounce_fp = false;
     fp_flags_clear();
 #endif
 

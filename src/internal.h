@@ -40,14 +40,24 @@ typedef struct weft__pollent {
 
 /* ---- coroutines (src/coro/) ------------------------------------------- */
 
-/* A machine context: for the assembly switch only the saved stack pointer
- * (the registers live on the suspended stack); for the fallback a ucontext. */
+#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
+#define WEFT__SWITCH_INLINE 1
+#endif
+
+/* A machine context.  x86-64: where a suspended context resumes (the
+ * compiler keeps the other registers, see coro/switch_x86_64.h) and its
+ * floating-point control words.  aarch64: the saved stack pointer, the
+ * registers living on the suspended stack.  The fallback: a ucontext. */
 typedef struct weft__ctx {
-#ifdef WEFT_USE_UCONTEXT
+#if defined(WEFT_USE_UCONTEXT)
     ucontext_t uc;
+#elif defined(WEFT__SWITCH_INLINE)
+    void *sp, *bp, *ip;
+    uint32_t fp_words[2]; /* MXCSR and x87 control word: a loop's cached per
+                           * step, a coroutine's saved when it suspends */
 #else
     void *sp;
-    uint32_t fp_words[2]; /* a loop's MXCSR and x87 control word, cached per step */
+    uint32_t fp_words[2]; /* unused */
 #endif
 } weft__ctx;
 
@@ -88,8 +98,6 @@ void weft__fiber_init_thread(weft__fiber *f);
 /* Gives f a stack of size bytes (0 = default) and arranges for entry(arg)
  * to run on the first switch to it.  Returns 0 or -ENOMEM. */
 int weft__fiber_start(weft__fiber *f, size_t size, void (*entry)(void *), void *arg);
-/* Leaves from for good (its stack may be released once to runs). */
-void weft__fiber_exit_to(weft__fiber *from, weft__fiber *to) __attribute__((noreturn));
 /* Must be the first call of an entry function: completes the switch in. */
 void weft__fiber_entered(weft__fiber *self, weft__fiber *from);
 /* Frees f's stack (to the pool) once it has exited or never started. */
@@ -98,15 +106,23 @@ void weft__fiber_release(weft__fiber *f);
 /* Caches the running thread's floating-point control words in loop_ctx,
  * for weft__fiber_resume/suspend; called at the start of each step. */
 void weft__fiber_capture_fp(weft__fiber *loop);
-/* The scheduler's switches: loop -> coroutine and coroutine -> loop. */
-void weft__fiber_resume(weft__fiber *loop, weft__fiber *co);
-void weft__fiber_suspend(weft__fiber *co, weft__fiber *loop);
 
-/* Low level, used by fiber.c. */
+/* Low level, used by the fiber layer.  weft__ctx_resume (loop -> coroutine)
+ * and weft__ctx_suspend (coroutine -> loop) are the scheduler's pair; on
+ * x86-64 they are inline (coro/switch_x86_64.h), elsewhere functions, and
+ * weft__ctx_switch is the symmetric switch they are made of. */
 void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg);
+#ifdef WEFT__SWITCH_INLINE
+#include "coro/switch_x86_64.h"
+#else
 void weft__ctx_switch(weft__ctx *from, weft__ctx *to);
 void weft__ctx_resume(weft__ctx *loop, weft__ctx *co);
 void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop);
+#endif
+
+/* The scheduler's switches, loop -> coroutine and coroutine -> loop, with
+ * the sanitizers told: inline, so the switch is too (coro/fiber.h). */
+#include "coro/fiber.h"
 
 /* Overflow detector: a per-thread alternate signal stack and one SIGSEGV
  * handler that recognises faults in the running coroutine's guard pages. */
@@ -209,8 +225,10 @@ struct weft_loop {
     weft__post *post_head, *post_tail;
 };
 
-/* Runs co until it parks, yields or finishes (then frees it). */
-void weft__co_run(weft_loop *l, weft__co *co);
+/* Runs every coroutine that is ready now, each until it parks, yields or
+ * finishes (then frees it); ones made ready meanwhile wait for the next
+ * call. */
+void weft__co_run_ready(weft_loop *l);
 /* Wakes every parked coroutine of the table with -ECANCELED. */
 void weft__cotab_cancel_all(weft__cotab *t);
 void weft__cotab_free(weft__cotab *t);

@@ -12,17 +12,17 @@
 #if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
 
 typedef void (*switch_fn)(weft__ctx *, weft__ctx *);
+static weft__ctx main_ctx, other_ctx;
 void regs_call(weft__ctx *from, weft__ctx *to, uint64_t out[7], switch_fn fn);
 void regs_clobber(weft__ctx *from, weft__ctx *to, int which, switch_fn fn);
 extern uint32_t clobber_seen[2];
 extern int64_t clobber_regs[6];
 
-static weft__ctx main_ctx, other_ctx;
 static switch_fn back; /* how the other context switches back */
 static int clobbers;
 /* Both control words, then the x87 one alone, then MXCSR alone: each
  * compare and each restore must catch a difference on its own. */
-static const int which[] = { 3, 2, 1 };
+static const int which[] = {3, 2, 1};
 
 static void other_entry(void *arg)
 {
@@ -50,7 +50,7 @@ static void check(switch_fn there, switch_fn back_fn, int rounds)
     main_ctx.fp_words[0] = mxcsr0;
     main_ctx.fp_words[1] = fpucw0;
     for (int round = 0; round < rounds; round++) {
-        uint64_t out[7] = { 0 };
+        uint64_t out[7] = {0};
         regs_call(&main_ctx, &other_ctx, out, there);
         cr_assert_eq(clobbers, round + 1);
         cr_assert_eq(out[0], 0x1111111111111111ull, "rbx");
@@ -66,8 +66,7 @@ static void check(switch_fn there, switch_fn back_fn, int rounds)
             int w = which[(round - 1) % 3];
             uint32_t want_mx = (mxcsr0 & ~0x6000u) | (w & 1 ? 0x6000u : 0);
             uint16_t want_cw = (uint16_t)((fpucw0 & ~0x0c00u) | (w & 2 ? 0x0c00u : 0));
-            cr_assert_eq(clobber_seen[0] & 0xffc0, want_mx & 0xffc0, "its MXCSR, round %d",
-                         round);
+            cr_assert_eq(clobber_seen[0] & 0xffc0, want_mx & 0xffc0, "its MXCSR, round %d", round);
             cr_assert_eq((uint16_t)clobber_seen[1], want_cw, "its x87 word, round %d", round);
             for (int r = 0; r < 6; r++)
                 cr_assert_eq(clobber_regs[r], -(r + 1), "its callee-saved register %d", r);
@@ -77,15 +76,53 @@ static void check(switch_fn there, switch_fn back_fn, int rounds)
     weft__stack_pool_drain();
 }
 
-Test(switch, callee_saved_and_control_words_survive, .timeout = 10)
+/* The switch is inline assembly that leaves the callee-saved registers to
+ * the compiler, through its clobber list: these functions are what the
+ * compiler makes of it, and regs_call sees whether a register was missed. */
+static __attribute__((noinline)) void resume_fn(weft__ctx *loop, weft__ctx *co)
 {
-    check(weft__ctx_switch, weft__ctx_switch, 6);
+    weft__ctx_resume(loop, co);
+}
+
+static __attribute__((noinline)) void suspend_fn(weft__ctx *co, weft__ctx *loop)
+{
+    weft__ctx_suspend(co, loop);
 }
 
 /* The scheduler's pair: the loop resumes, the coroutine suspends. */
-Test(switch, resume_suspend_pair_keeps_both_sides, .timeout = 10)
+Test(switch, callee_saved_and_control_words_survive, .timeout = 10)
 {
-    check(weft__ctx_resume, weft__ctx_suspend, 6);
+    check(resume_fn, suspend_fn, 6);
+}
+
+/* The frame address of a function is its sp at entry less the pushed rbp:
+ * 16-aligned when the caller called with sp 16-aligned, as the ABI says. */
+static __attribute__((noinline, optimize("no-omit-frame-pointer"))) uintptr_t frame_of_entry(void)
+{
+    return (uintptr_t)__builtin_frame_address(0);
+}
+
+static uintptr_t entry_frame;
+
+static void first_entry(void *arg)
+{
+    entry_frame = frame_of_entry();
+    *(int *)arg = 42;
+    for (;;)
+        suspend_fn(&other_ctx, &main_ctx);
+}
+
+Test(switch, new_context_gets_its_argument_and_an_aligned_stack, .timeout = 10)
+{
+    weft__stack *st;
+    cr_assert_eq(weft__stack_get(&st, 64 * 1024), 0);
+    int seen = 0;
+    weft__ctx_make(&other_ctx, st, first_entry, &seen);
+    resume_fn(&main_ctx, &other_ctx);
+    cr_assert_eq(seen, 42);
+    cr_assert_eq(entry_frame % 16, 0, "frame at %#lx", (unsigned long)entry_frame);
+    weft__stack_put(st);
+    weft__stack_pool_drain();
 }
 
 #else

@@ -61,24 +61,31 @@ void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop)
 }
 #endif
 
+#ifdef WEFT__SWITCH_INLINE
+_Static_assert(offsetof(weft__ctx, sp) == WEFT__CTX_SP, "switch_x86_64.h offsets");
+_Static_assert(offsetof(weft__ctx, bp) == WEFT__CTX_BP, "switch_x86_64.h offsets");
+_Static_assert(offsetof(weft__ctx, ip) == WEFT__CTX_IP, "switch_x86_64.h offsets");
+_Static_assert(offsetof(weft__ctx, fp_words) == WEFT__CTX_MXCSR, "switch_x86_64.h offsets");
+_Static_assert(offsetof(weft__ctx, fp_words) + 4 == WEFT__CTX_FPUCW, "switch_x86_64.h offsets");
+#endif
+
 void weft__ctx_make(weft__ctx *ctx, weft__stack *st, void (*entry)(void *), void *arg)
 {
     /* The record sits at the top; the first frame goes just below it. */
     uintptr_t top = ((uintptr_t)(st->base + st->guard + st->size)) & ~(uintptr_t)15;
 #if defined(__x86_64__)
-    uint64_t *sp = (uint64_t *)(top - 64);
+    /* The trampoline pops entry and arg, leaving sp 16-aligned for its call. */
+    uint64_t *sp = (uint64_t *)(top - 16);
     uint32_t mxcsr;
     uint16_t fpucw;
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    sp[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    sp[1] = 0;                                  /* r15 */
-    sp[2] = 0;                                  /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)arg;           /* r13 */
-    sp[4] = (uint64_t)(uintptr_t)entry;         /* r12 */
-    sp[5] = 0;                                  /* rbx */
-    sp[6] = 0;                                  /* rbp: ends frame-pointer walks */
-    sp[7] = (uint64_t)(uintptr_t)weft__ctx_trampoline;
+    sp[0] = (uint64_t)(uintptr_t)entry;
+    sp[1] = (uint64_t)(uintptr_t)arg;
+    ctx->bp = NULL; /* ends frame-pointer walks */
+    ctx->ip = (void *)weft__ctx_trampoline;
+    ctx->fp_words[0] = mxcsr;
+    ctx->fp_words[1] = fpucw;
 #elif defined(__aarch64__)
     uint64_t *sp = (uint64_t *)(top - 176);
     uint64_t fpcr;

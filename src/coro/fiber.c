@@ -1,41 +1,11 @@
 /*
- * fiber.c - switching between the loop's stack and coroutine stacks, with
- * the sanitizers told about every switch.
- *
- * ASan keeps shadow state per stack; without __sanitizer_start_switch_fiber
- * / __sanitizer_finish_switch_fiber around each switch it reports false
- * stack-buffer errors.  TSan needs its own fiber handle per stack.
+ * fiber.c - execution contexts for the loop's stack and coroutine stacks:
+ * giving a coroutine its stack and first frame, and releasing it.  The
+ * switches themselves are inline, in fiber.h.
  */
 #include "internal.h"
 
 #include <string.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define WEFT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WEFT_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define WEFT_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WEFT_TSAN 1
-#endif
-#endif
-
-#ifdef WEFT_ASAN
-void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
-void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
-                                     size_t *size_old);
-#endif
-#ifdef WEFT_TSAN
-void *__tsan_get_current_fiber(void);
-void *__tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void *fiber);
-void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-#endif
 
 #define DEFAULT_STACK (64 * 1024)
 
@@ -62,33 +32,9 @@ int weft__fiber_start(weft__fiber *f, size_t size, void (*entry)(void *), void *
     return 0;
 }
 
-static inline void before(weft__fiber *from, weft__fiber *to, bool exiting)
-{
-#ifdef WEFT_ASAN
-    __sanitizer_start_switch_fiber(exiting ? NULL : &from->asan_fake, to->asan_bottom,
-                                   to->asan_size);
-#endif
-#ifdef WEFT_TSAN
-    __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
-    (void)from, (void)to, (void)exiting;
-}
-
-/* Whoever switched back to a coroutine is its loop, and whoever switched
- * back to the loop is the coroutine it resumed: `from` is that other side. */
-static inline void after(weft__fiber *self, weft__fiber *from)
-{
-#ifdef WEFT_ASAN
-    /* Learns the bounds of the stack we came from: this is how the loop's
-     * own thread stack gets known to the coroutines that switch back. */
-    __sanitizer_finish_switch_fiber(self->asan_fake, &from->asan_bottom, &from->asan_size);
-#endif
-    (void)self, (void)from;
-}
-
 void weft__fiber_capture_fp(weft__fiber *loop)
 {
-#if defined(__x86_64__) && !defined(WEFT_USE_UCONTEXT)
+#ifdef WEFT__SWITCH_INLINE
     uint32_t mxcsr;
     uint16_t fpucw;
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
@@ -100,30 +46,9 @@ void weft__fiber_capture_fp(weft__fiber *loop)
 #endif
 }
 
-void weft__fiber_resume(weft__fiber *loop, weft__fiber *co)
-{
-    before(loop, co, false);
-    weft__ctx_resume(&loop->ctx, &co->ctx);
-    after(loop, co);
-}
-
-void weft__fiber_suspend(weft__fiber *co, weft__fiber *loop)
-{
-    before(co, loop, false);
-    weft__ctx_suspend(&co->ctx, &loop->ctx);
-    after(co, loop);
-}
-
-void weft__fiber_exit_to(weft__fiber *from, weft__fiber *to)
-{
-    before(from, to, true);
-    weft__ctx_suspend(&from->ctx, &to->ctx);
-    __builtin_unreachable();
-}
-
 void weft__fiber_entered(weft__fiber *self, weft__fiber *from)
 {
-    after(self, from);
+    weft__fiber_after(self, from);
 }
 
 void weft__fiber_release(weft__fiber *f)

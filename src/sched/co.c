@@ -161,7 +161,9 @@ static void co_entry(void *arg)
     weft__fiber_exit_to(&co->fiber, &l->sched);
 }
 
-void weft__co_run(weft_loop *l, weft__co *co)
+/* Inline into the run queue walk below, with the switch: see
+ * coro/switch_x86_64.h for why that matters. */
+static inline __attribute__((always_inline)) void co_run(weft_loop *l, weft__co *co)
 {
     if (WEFT__UNLIKELY(!co->fiber.stack)) {
         size_t size = co->stack_size ? co->stack_size : l->stack_size;
@@ -178,6 +180,28 @@ void weft__co_run(weft_loop *l, weft__co *co)
     if (co->state == WEFT__CO_DONE) {
         weft__fiber_release(&co->fiber);
         co_release(l, co);
+    }
+}
+
+void weft__co_run_ready(weft_loop *l)
+{
+    weft__co *co = l->runq_head;
+    if (co)
+        weft__fiber_capture_fp(&l->sched); /* the embedder may have changed them */
+    l->runq_head = l->runq_tail = NULL;
+    while (co) {
+        weft__co *next = co->run_next;
+        /* With thousands of coroutines the next one's record and the top
+         * of its stack are cache misses: start loading them now. */
+        if (next) {
+            __builtin_prefetch(&next->fiber);
+#ifdef WEFT__SWITCH_INLINE
+            if (next->fiber.stack)
+                __builtin_prefetch(next->fiber.ctx.sp);
+#endif
+        }
+        co_run(l, co);
+        co = next;
     }
 }
 

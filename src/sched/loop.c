@@ -264,27 +264,6 @@ static void fire_timers(weft_loop *l)
     }
 }
 
-static void run_ready(weft_loop *l)
-{
-    weft__co *co = l->runq_head;
-    if (co)
-        weft__fiber_capture_fp(&l->sched); /* the embedder may have changed them */
-    l->runq_head = l->runq_tail = NULL;
-    while (co) {
-        weft__co *next = co->run_next;
-        /* The next coroutine's saved registers are a cache miss when there
-         * are thousands: start loading them while this one runs. */
-#ifndef WEFT_USE_UCONTEXT
-        if (next && next->fiber.stack) {
-            __builtin_prefetch(next->fiber.ctx.sp);
-            __builtin_prefetch((char *)next->fiber.ctx.sp + 56);
-        }
-#endif
-        weft__co_run(l, co);
-        co = next;
-    }
-}
-
 static void step(weft_loop *l, int64_t deadline)
 {
     l->in_step = true;
@@ -295,7 +274,7 @@ static void step(weft_loop *l, int64_t deadline)
     if (!l->runq_head || l->want_fd || ++l->busy_steps % BUSY_POLL_EVERY == 0)
         l->be->wait(l, timeout_until(l, deadline));
     fire_timers(l);
-    run_ready(l);
+    weft__co_run_ready(l);
     if (l->want_fd)
         refresh_fd(l);
     l->in_step = false;
