@@ -99,7 +99,23 @@ regs_clobber:
     ret
     .size   regs_clobber, .-regs_clobber
 
+/* void sp_probe(void *arg): a new context's entry that records sp exactly
+ * as the trampoline's call left it, then goes on in probe_next(arg). */
+    .globl  sp_probe
+    .type   sp_probe, @function
+sp_probe:
+    movq    %rsp, probe_sp(%rip)
+    jmpq    *probe_next(%rip)
+    .size   sp_probe, .-sp_probe
+
     .bss
+    .globl  probe_sp
+    .p2align 3
+probe_sp:
+    .zero   8
+    .globl  probe_next
+probe_next:
+    .zero   8
     .globl  clobber_seen
     .p2align 3
 clobber_seen:
