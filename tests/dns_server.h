@@ -42,6 +42,36 @@ static inline int dns_udp_bound(int *port)
     return fd;
 }
 
+/* A port that both UDP and TCP can bind on 127.0.0.1 right now, below the
+ * ephemeral range (32768 and up here): a port from bind(0) is free for UDP
+ * only, and under a busy suite its TCP twin is often some connection's
+ * ephemeral port, which makes dnsmasq exit at once.  0 if none is found. */
+static inline int dns_free_port(void)
+{
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int tries = 0; tries < 200; tries++) {
+        int port = 20000 + (int)(rand_r(&seed) % 12000);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (t >= 0)
+            setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as dnsmasq */
+        int ok = u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&a, sizeof a) == 0 &&
+                 bind(t, (struct sockaddr *)&a, sizeof a) == 0;
+        if (u >= 0)
+            close(u);
+        if (t >= 0)
+            close(t);
+        if (ok)
+            return port;
+    }
+    return 0;
+}
+
 /* Sends one A query for name to 127.0.0.1:port; 1 if anything answers
  * within ms. */
 static inline int dns_answers(int port, const char *name, int ms)
@@ -140,13 +170,9 @@ static inline int dns_server_start_on(dns_server *d, int fixed_port)
     if (dns_udp_bound(&holeport) < 0) /* kept open, silent, for the process's life */
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
-        int port = fixed_port;
-        if (!port) {
-            int probe = dns_udp_bound(&port);
-            if (probe < 0)
-                return -1;
-            close(probe); /* dnsmasq takes the port over, UDP and TCP */
-        }
+        int port = fixed_port ? fixed_port : dns_free_port();
+        if (!port)
+            return -1;
         char a_port[32], a_hosts[128], a_fail[64], a_slow[64];
         snprintf(a_slow, sizeof a_slow, "--server=/slow.test/127.0.0.1#%d", holeport);
         snprintf(a_port, sizeof a_port, "--port=%d", port);

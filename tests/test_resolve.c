@@ -514,26 +514,37 @@ Test(resolve, happy_eyeballs_falls_back_to_ipv4)
     /* he.test has ::1 and 127.0.0.1.  On ::1 a listener whose accept queue
      * is full drops every SYN, so the IPv6 attempt never completes; the
      * IPv4 one, started 250 ms later, must win. */
-    int l6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
-    socklen_t len = sizeof a6;
-    cr_assert_eq(bind(l6, (struct sockaddr *)&a6, sizeof a6), 0);
+    /* One port on both families: the IPv4 twin of a port free on ::1 may be
+     * another test's connection, so try again with another port then. */
+    int l6 = -1, l4 = -1, port = 0;
+    struct sockaddr_in6 a6;
+    for (int tries = 0; tries < 50 && l4 < 0; tries++) {
+        if (l6 >= 0)
+            close(l6);
+        l6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        a6 = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
+        socklen_t len = sizeof a6;
+        cr_assert_eq(bind(l6, (struct sockaddr *)&a6, sizeof a6), 0);
+        getsockname(l6, (struct sockaddr *)&a6, &len);
+        port = ntohs(a6.sin6_port);
+        l4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(l4, (struct sockaddr *)&a4, sizeof a4) != 0) {
+            close(l4);
+            l4 = -1;
+        }
+    }
+    cr_assert_geq(l4, 0, "no port free on both ::1 and 127.0.0.1");
     cr_assert_eq(listen(l6, 0), 0);
-    getsockname(l6, (struct sockaddr *)&a6, &len);
-    int port = ntohs(a6.sin6_port);
     int fill[4];
     for (int i = 0; i < 4; i++) { /* fill the accept queue */
         fill[i] = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         connect(fill[i], (struct sockaddr *)&a6, sizeof a6);
     }
     usleep(100 * 1000);
-    int l4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(l4, (struct sockaddr *)&a4, sizeof a4), 0, "port %d: %s", port,
-                 strerror(errno));
     cr_assert_eq(listen(l4, 16), 0);
 
     he_run h = { .port = port };
