@@ -504,8 +504,8 @@ WEFT_EXTERN int weft_recvmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeou
  * iface (a name such as "lo", or NULL for the system's choice, or the
  * group's own scope as in "ff02::1%lo").  A dual-stack IPv6 socket can
  * join IPv4 groups too.  Which interface datagrams sent to a group leave
- * by is the routing table's choice (IP_MULTICAST_IF on weft_sock_fd sets
- * it).  Returns 0, -EINVAL (not a group address, an IPv6 group on an IPv4
+ * by is the routing table's choice unless weft_udp_set_mcast_iface sets
+ * it.  Returns 0, -EINVAL (not a group address, an IPv6 group on an IPv4
  * socket, not a UDP socket), -EADDRINUSE (already joined), -EADDRNOTAVAIL
  * (not joined), -ENODEV (no such interface, or no route to pick one),
  * -EBADF.  Never block. */
@@ -518,6 +518,12 @@ WEFT_EXTERN int weft_udp_leave(weft_sock *s, const char *group, const char *ifac
 WEFT_EXTERN int weft_udp_set_ttl(weft_sock *s, int ttl);
 WEFT_EXTERN int weft_udp_set_loop(weft_sock *s, int on);
 WEFT_EXTERN int weft_udp_set_broadcast(weft_sock *s, int on);
+/* The interface that datagrams sent to multicast groups leave by: a name
+ * such as "lo", or NULL to go back to the routing table's choice.  On an
+ * IPv6 socket it sets the IPv6 option and the IPv4 one (for IPv4 groups).
+ * Returns 0, -ENODEV (no such interface), -EINVAL (not a UDP socket),
+ * -EBADF.  Never blocks. */
+WEFT_EXTERN int weft_udp_set_mcast_iface(weft_sock *s, const char *iface);
 
 /* ------------------------------------------------------------------------ */
 /* Unix and raw sockets                                                      */

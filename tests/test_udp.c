@@ -1150,8 +1150,7 @@ Test(udp, short_reads_strand_nothing, .timeout = 20)
 /* Sends to a multicast group only through lo, and never past this host. */
 static void pin_to_lo_v4(weft_sock *s)
 {
-    struct ip_mreqn m = {.imr_ifindex = (int)if_nametoindex("lo")};
-    cr_assert_eq(setsockopt(weft_sock_fd(s), IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m), 0);
+    cr_assert_eq(weft_udp_set_mcast_iface(s, "lo"), 0);
     cr_assert_eq(weft_udp_set_ttl(s, 0), 0);
 }
 
@@ -1195,6 +1194,7 @@ static void mcast_v4(void *arg)
     CHECK(weft_udp_join(rx, "not an address", "lo"), -EINVAL, "not an address");
     CHECK(weft_udp_join(rx, NULL, "lo"), -EINVAL, "NULL group");
     CHECK(weft_udp_join(rx, GROUP4, "nosuchif0"), -ENODEV, "unknown interface");
+    CHECK(weft_udp_set_mcast_iface(rx, "nosuchif0"), -ENODEV, "unknown outgoing interface");
     if (rx_family == AF_INET)
         CHECK(weft_udp_join(rx, "ff02::1:3", "lo"), -EINVAL, "IPv6 group on an IPv4 socket");
 
@@ -1247,7 +1247,16 @@ Test(udp, multicast_v6_on_loopback, .timeout = 20)
 
     cr_assert_eq(weft_udp_open(&tx, AF_INET6), 0);
     int lo = (int)if_nametoindex("lo");
-    cr_assert_eq(setsockopt(weft_sock_fd(tx), IPPROTO_IPV6, IPV6_MULTICAST_IF, &lo, sizeof lo), 0);
+    cr_assert_eq(weft_udp_set_mcast_iface(tx, "lo"), 0);
+    int index = -1;
+    socklen_t len = sizeof index;
+    cr_assert_eq(getsockopt(weft_sock_fd(tx), IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, &len), 0);
+    cr_assert_eq(index, lo, "the interface reads back");
+    cr_assert_eq(weft_udp_set_mcast_iface(tx, NULL), 0);
+    cr_assert_eq(getsockopt(weft_sock_fd(tx), IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, &len), 0);
+    cr_assert_eq(index, 0, "NULL gives the choice back to the routing table");
+    cr_assert_eq(weft_udp_set_mcast_iface(tx, "nosuchif0"), -ENODEV);
+    cr_assert_eq(weft_udp_set_mcast_iface(tx, "lo"), 0);
     cr_assert_eq(weft_udp_set_ttl(tx, 0), 0);
     weft_addr group = addr_of(GROUP6 "%lo", port);
     ssize_t rc = weft_sendto(tx, "hello6", 6, &group, 1000);
@@ -1260,7 +1269,7 @@ Test(udp, multicast_v6_on_loopback, .timeout = 20)
         cr_skip_test("IPv6 multicast over lo does not work on this host (send: %s, receive: %s): "
                      "lo has no MULTICAST flag and no ff00::/8 route, and even with both (tried "
                      "in a network namespace) Linux does not loop IPv6 multicast back on lo; "
-                     "join and leave on lo were checked",
+                     "join, leave and the outgoing interface on lo were checked",
                      weft_err_name((int)rc), weft_err_name((int)got));
     cr_assert_eq(rc, 6);
     cr_assert_eq(got, 6);
@@ -1349,6 +1358,7 @@ Test(udp, bad_arguments, .timeout = 10)
     cr_assert_eq(weft_udp_set_ttl(NULL, 1), -EBADF);
     cr_assert_eq(weft_udp_set_loop(NULL, 1), -EBADF);
     cr_assert_eq(weft_udp_set_broadcast(NULL, 1), -EBADF);
+    cr_assert_eq(weft_udp_set_mcast_iface(NULL, "lo"), -EBADF);
 
     /* Stream sockets are not for the datagram calls. */
     cr_assert_eq(make_pair(&tcp, &l), 0);
@@ -1359,6 +1369,7 @@ Test(udp, bad_arguments, .timeout = 10)
     cr_assert_eq(weft_udp_join(tcp, GROUP4, "lo"), -EINVAL);
     cr_assert_eq(weft_udp_bind(tcp, V4, 0), -EINVAL);
     cr_assert_eq(weft_udp_set_broadcast(tcp, 1), -EINVAL);
+    cr_assert_eq(weft_udp_set_mcast_iface(tcp, "lo"), -EINVAL);
     weft_close(tcp);
     weft_close(l);
     weft_close(s);

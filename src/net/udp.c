@@ -199,6 +199,28 @@ int weft_udp_set_loop(weft_sock *s, int on)
     return set_mcast(s, IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP, on ? 1 : 0);
 }
 
+int weft_udp_set_mcast_iface(weft_sock *s, const char *iface)
+{
+    int fam = family_of(s);
+    if (fam < 0)
+        return fam;
+    if (fam != AF_INET && fam != AF_INET6)
+        return -EINVAL;
+    int index = 0;
+    if (iface && (index = (int)if_nametoindex(iface)) == 0)
+        return -ENODEV;
+    /* By index (ip_mreqn), not by address: an interface need not have one. */
+    struct ip_mreqn m;
+    memset(&m, 0, sizeof m);
+    m.imr_ifindex = index;
+    if (fam == AF_INET)
+        return setsockopt(s->pe.fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) == 0 ? 0 : -errno;
+    if (setsockopt(s->pe.fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &index, sizeof index) != 0)
+        return -errno;
+    setsockopt(s->pe.fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m); /* IPv4 groups, as set_mcast */
+    return 0;
+}
+
 int weft_udp_set_broadcast(weft_sock *s, int on)
 {
     int fam = family_of(s);
