@@ -353,10 +353,15 @@ struct weft_sock {
     void *layer;               /* the ops' state */
 };
 
-/* Waits until s is ready for dir (WEFT__EV_IN or WEFT__EV_OUT) or deadline.
- * In a coroutine it parks; elsewhere it polls the thread.  Returns 0,
- * -ETIMEDOUT, -ECANCELED (cancel or s closed). */
+/* Waits until s is ready for dir (WEFT__EV_IN, WEFT__EV_OUT or both) or
+ * deadline.  In a coroutine it parks; elsewhere it polls the thread.
+ * Returns 0, -ETIMEDOUT, -ECANCELED (cancel or s closed).  The caller
+ * holds a reference (s->refs) so that a close cannot free s meanwhile. */
 int weft__sock_wait(weft_sock *s, int dir, int64_t deadline);
+/* The same for a caller that holds none: takes one for the wait.  If s was
+ * closed meanwhile it returns -ECANCELED and sets *gone (when gone is not
+ * NULL), and s must not be touched again. */
+int weft__sock_wait_held(weft_sock *s, int dir, int64_t deadline, bool *gone);
 /* One attempt of an operation: >= 0 done; -EAGAIN not ready (wait, then
  * call again); -EINTR call again at once; other negative: failed. */
 typedef ssize_t (*weft__sock_op)(weft_sock *s, void *ctx);

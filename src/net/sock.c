@@ -124,10 +124,27 @@ int weft__sock_wait(weft_sock *s, int dir, int64_t deadline)
     int rc = arm(s, l);
     if (rc < 0)
         return rc;
-    weft__wait w;
-    rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
+    weft__wait w, twin;
+    if (dir == (WEFT__EV_IN | WEFT__EV_OUT))
+        rc = weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
+    else
+        rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
     if (s->closed)
         return -ECANCELED;
+    return rc;
+}
+
+int weft__sock_wait_held(weft_sock *s, int dir, int64_t deadline, bool *gone)
+{
+    s->refs++;
+    int rc = weft__sock_wait(s, dir, deadline);
+    bool closed = s->closed;
+    weft__sock_unref(s);
+    if (closed) {
+        if (gone)
+            *gone = true;
+        return -ECANCELED;
+    }
     return rc;
 }
 
@@ -494,19 +511,7 @@ int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
         rc = weft__fd_poll(s->pe.fd, ev, in_co ? 0 : deadline);
         if (rc != -ETIMEDOUT || !in_co)
             break;
-        if ((rc = arm(s, l)) < 0)
-            break;
-        weft__wait w, twin;
-        s->refs++;
-        if (ev == (WEFT__EV_IN | WEFT__EV_OUT))
-            rc = weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
-        else
-            rc = weft__park(&w, ev == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
-        bool closed = s->closed;
-        weft__sock_unref(s);
-        if (closed)
-            return -ECANCELED;
-        if (rc < 0)
+        if ((rc = weft__sock_wait_held(s, ev, deadline, NULL)) < 0)
             return rc;
     }
     if (rc < 0)

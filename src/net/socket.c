@@ -125,12 +125,7 @@ int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
         break;
     }
     /* In progress: writable once it is up or has failed. */
-    s->refs++;
-    int rc = weft__sock_wait(s, WEFT__EV_OUT, deadline);
-    bool closed = s->closed;
-    weft__sock_unref(s);
-    if (closed)
-        return -ECANCELED;
+    int rc = weft__sock_wait_held(s, WEFT__EV_OUT, deadline, NULL);
     if (rc < 0)
         return rc;
     int err = 0;

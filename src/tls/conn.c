@@ -92,7 +92,7 @@ static int handshake(weft__tls *t, int64_t deadline, bool *gone)
         ERR_clear_error();
         /* Our flight goes out before we wait for the answer to it. */
         while ((rc = weft__tls_flush(t)) == -EAGAIN) {
-            if ((rc = weft__tls_wait(s, WEFT__EV_OUT, deadline, gone)) < 0)
+            if ((rc = weft__sock_wait_held(s, WEFT__EV_OUT, deadline, gone)) < 0)
                 goto wait_failed;
         }
         if (rc < 0) {
@@ -102,7 +102,7 @@ static int handshake(weft__tls *t, int64_t deadline, bool *gone)
         if (e == SSL_ERROR_NONE)
             return 0;
         if (e == SSL_ERROR_WANT_READ && t->rd_again &&
-            (rc = weft__tls_wait(s, WEFT__EV_IN, deadline, gone)) < 0)
+            (rc = weft__sock_wait_held(s, WEFT__EV_IN, deadline, gone)) < 0)
             goto wait_failed;
     }
 wait_failed:

@@ -28,48 +28,6 @@
 
 /* ---- waiting ------------------------------------------------------------------ */
 
-/* Both directions at once: for a poll of IN and OUT. */
-static int wait_both(weft_sock *s, int64_t deadline)
-{
-    weft_loop *l = weft__tls_loop;
-    if (!l || !l->current) {
-        int rc = weft__fd_poll(s->pe.fd, WEFT__EV_IN | WEFT__EV_OUT, deadline);
-        if (rc < 0)
-            return rc;
-        if (rc & WEFT__EV_IN)
-            s->rready = true;
-        if (rc & WEFT__EV_OUT)
-            s->wready = true;
-        return 0;
-    }
-    if (s->loop != l) {
-        /* Only the core arms a socket on the poller: a wait that is over
-         * before it starts does that and nothing else. */
-        int rc = weft__sock_wait(s, WEFT__EV_OUT, 1);
-        if (rc != -ETIMEDOUT)
-            return rc; /* a cancel, or a socket of another thread's loop */
-        if (s->loop != l)
-            return -EXDEV;
-    }
-    weft__wait w, twin;
-    int rc = weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
-    return s->closed ? -ECANCELED : rc;
-}
-
-int weft__tls_wait(weft_sock *s, int dir, int64_t deadline, bool *gone)
-{
-    s->refs++;
-    int rc = dir == (WEFT__EV_IN | WEFT__EV_OUT) ? wait_both(s, deadline)
-                                                 : weft__sock_wait(s, dir, deadline);
-    bool closed = s->closed;
-    weft__sock_unref(s);
-    if (closed) {
-        *gone = true;
-        return -ECANCELED;
-    }
-    return rc;
-}
-
 /* Makes the next receive attempt without waiting for the descriptor's
  * edge, and wakes the readers parked for one: OpenSSL now holds something
  * for them (taken in by another call), or has output to flush on their
@@ -107,7 +65,7 @@ static int flush_for_read(weft__tls *t, int64_t deadline)
     while ((rc = weft__tls_flush(t)) == -EAGAIN) {
         if (s->wbusy)
             return 0;
-        if ((rc = weft__tls_wait(s, WEFT__EV_OUT, deadline, &gone)) < 0)
+        if ((rc = weft__sock_wait_held(s, WEFT__EV_OUT, deadline, &gone)) < 0)
             return rc;
         if (s->layer != t)
             return -ECANCELED;
@@ -341,7 +299,7 @@ static ssize_t do_write(weft_sock *s, void *ctx)
         if (e == SSL_ERROR_WANT_READ) {
             /* Only a renegotiation (refused) or a handshake would. */
             bool gone = false;
-            if (t->rd_again && (rc = weft__tls_wait(s, WEFT__EV_IN, o->deadline, &gone)) < 0)
+            if (t->rd_again && (rc = weft__sock_wait_held(s, WEFT__EV_IN, o->deadline, &gone)) < 0)
                 return rc;
             if (s->layer != t)
                 return -ECANCELED;
@@ -441,7 +399,7 @@ static int tls_poll(weft_sock *s, int events, int64_t timeout_ms)
         if (ready)
             return ready;
         bool gone = false;
-        int rc = weft__tls_wait(s, dir, deadline, &gone);
+        int rc = weft__sock_wait_held(s, dir, deadline, &gone);
         if (gone || s->layer != t)
             return -ECANCELED;
         if (rc < 0)

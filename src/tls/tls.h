@@ -106,9 +106,4 @@ void weft__tls_free(weft__tls *t);
 
 extern const weft__sock_ops weft__tls_ops;
 
-/* Waits for dir (WEFT__EV_IN, WEFT__EV_OUT or both) on s within deadline,
- * holding a reference.  Returns 0, -ETIMEDOUT, -ECANCELED (a cancel, or
- * s closed: then *gone is set and s must not be touched again). */
-int weft__tls_wait(weft_sock *s, int dir, int64_t deadline, bool *gone);
-
 #endif /* WEFT_TLS_H */
