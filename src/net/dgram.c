@@ -45,6 +45,14 @@ static inline bool not_dgram(const weft_sock *s)
     return s->ops || (s->flags & (WEFT__SOCK_STREAM | WEFT__SOCK_LISTEN));
 }
 
+/* A kernel fills only len bytes of an address (none for an unnamed unix
+ * sender): zero the rest so callers can compare whole weft_addrs. */
+static void clear_addr_tail(weft_addr *a)
+{
+    if (a->len < sizeof a->u)
+        memset((char *)&a->u + a->len, 0, sizeof a->u - a->len);
+}
+
 static inline ssize_t sys_err(void)
 {
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -96,9 +104,7 @@ static ssize_t do_recvfrom(weft_sock *s, void *ctx)
     if (r < 0)
         return sys_err();
     if (o->from) {
-        /* An unnamed unix sender gives no address at all: len 0. */
-        if (a.len < sizeof a.u)
-            memset((char *)&a.u + a.len, 0, sizeof a.u - a.len);
+        clear_addr_tail(&a);
         *o->from = a;
     }
     return r;
@@ -314,8 +320,7 @@ static ssize_t do_recvmmsg(weft_sock *s, void *ctx)
         weft_dgram *d = &o->v[i];
         size_t full = m[i].msg_len;
         d->addr.len = m[i].msg_hdr.msg_namelen;
-        if (d->addr.len < sizeof d->addr.u)
-            memset((char *)&d->addr.u + d->addr.len, 0, sizeof d->addr.u - d->addr.len);
+        clear_addr_tail(&d->addr);
         d->got = full < d->len ? full : d->len;
         d->truncated = full > d->len || (m[i].msg_hdr.msg_flags & MSG_TRUNC);
     }
