@@ -388,5 +388,9 @@ int64_t weft__ms_left(int64_t deadline);
 /* Sleeps ms or until deadline on s's receive queue, so that closing s or a
  * cancel ends it early.  Returns 0 when the time is up, or -ECANCELED. */
 int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline);
+/* A new socket of a's family and the given type, connected to a within
+ * timeout_ms; closed again on failure.  Returns 0 or weft_connect's and
+ * weft_socket's errors. */
+int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms);
 
 #endif /* WEFT_INTERNAL_H */

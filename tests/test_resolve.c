@@ -593,5 +593,9 @@ Test(resolve, tcp_connect_takes_names)
     n = (name_run){ .host = "he.test", .port = n.port };
     weft_main(name_main, &n, &c);
     cr_assert_eq(n.rc, -ECONNREFUSED, "%s", weft_err_name(n.rc));
+    /* The one address of a single-address name refuses too. */
+    n = (name_run){ .host = "lo4.test", .port = n.port };
+    weft_main(name_main, &n, &c);
+    cr_assert_eq(n.rc, -ECONNREFUSED, "%s", weft_err_name(n.rc));
     cr_assert_eq(count_fds(), fds_before);
 }

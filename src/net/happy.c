@@ -2,10 +2,10 @@
  * happy.c - connecting to a name: Happy Eyeballs (RFC 8305).
  *
  * The addresses are tried with the families interleaved (IPv6 first, then
- * IPv4, and so on).  A new attempt starts
- * every 250 ms while earlier ones are still pending, or at once when one
- * fails; the first to connect wins and the others are closed.  All of it,
- * lookup included, runs inside the caller's one deadline.
+ * IPv4, and so on).  A new attempt starts every 250 ms while earlier ones
+ * are still pending, or at once when one fails; the first to connect wins
+ * and the others are closed.  All of it, lookup included, runs inside the
+ * caller's one deadline.
  *
  * The pending attempts sit in a private epoll set, and the caller waits on
  * that set's descriptor like on any socket: parked in a coroutine, in
@@ -165,7 +165,9 @@ int weft__connect_name(weft_sock **out, const char *host, int port, int64_t dead
         return rc;
     const weft_addr *addrs[MAX_ATTEMPTS];
     size_t n = interleave(list, addrs);
-    rc = race(out, addrs, n, deadline);
+    /* One address has nothing to race: no epoll set for it. */
+    rc = n == 1 ? weft__dial(out, addrs[0], SOCK_STREAM, weft__ms_left(deadline))
+                : race(out, addrs, n, deadline);
     weft_addrinfo_free(list);
     return rc;
 }

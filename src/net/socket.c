@@ -135,6 +135,20 @@ int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
     return err ? -err : 0;
 }
 
+int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms)
+{
+    weft_sock *s;
+    int rc = weft_socket(&s, a->u.sa.sa_family, type, 0);
+    if (rc < 0)
+        return rc;
+    if ((rc = weft_connect(s, a, timeout_ms)) < 0) {
+        weft__sock_close(s, false);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
 static ssize_t do_accept(weft_sock *s, void *ctx)
 {
     (void)ctx;

@@ -64,13 +64,5 @@ int weft_tcp_connect(weft_sock **out, const char *host, int port, int64_t timeou
     int rc = weft_addr_parse(&a, host, port);
     if (rc < 0)
         return weft__connect_name(out, host, port, weft__deadline(timeout_ms));
-    weft_sock *s;
-    if ((rc = weft_socket(&s, a.u.sa.sa_family, SOCK_STREAM, 0)) < 0)
-        return rc;
-    if ((rc = weft_connect(s, &a, timeout_ms)) < 0) {
-        weft__sock_close(s, false);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return weft__dial(out, &a, SOCK_STREAM, timeout_ms);
 }

@@ -84,20 +84,12 @@ int weft_unix_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
 int weft_unix_connect(weft_sock **out, const char *path, int64_t timeout_ms)
 {
     weft_addr a;
-    weft_sock *s;
     if (!out)
         return -EINVAL;
     int rc = weft_addr_unix(&a, path);
     if (rc < 0)
         return rc;
-    if ((rc = weft_socket(&s, AF_UNIX, SOCK_STREAM, 0)) < 0)
-        return rc;
-    if ((rc = weft_connect(s, &a, timeout_ms)) < 0) {
-        weft__sock_close(s, false);
-        return rc;
-    }
-    *out = s;
-    return 0;
+    return weft__dial(out, &a, SOCK_STREAM, timeout_ms);
 }
 
 int weft_unix_dgram_open(weft_sock **out, const char *path)
