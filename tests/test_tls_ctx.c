@@ -11,19 +11,7 @@
 #include <openssl/err.h>
 #include <stdlib.h>
 
-static void setup(void)
-{
-    cr_assert(certs_load(), "no certificates: see the runner's output");
-    weft_fault_clear();
-}
-
-static void teardown(void)
-{
-    weft_fault_clear();
-    kids_reap();
-}
-
-TestSuite(tls_ctx, .init = setup, .fini = teardown);
+TestSuite(tls_ctx, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
 Test(tls_ctx, bad_arguments, .timeout = 10)
 {

@@ -14,19 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-static void setup(void)
-{
-    cr_assert(certs_load(), "no certificates: see the runner's output");
-    weft_fault_clear();
-}
-
-static void teardown(void)
-{
-    weft_fault_clear();
-    kids_reap();
-}
-
-TestSuite(tls_fail, .init = setup, .fini = teardown);
+TestSuite(tls_fail, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
 static void check_clean(int fds)
 {

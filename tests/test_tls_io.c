@@ -20,19 +20,7 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static void setup(void)
-{
-    cr_assert(certs_load(), "no certificates: see the runner's output");
-    weft_fault_clear();
-}
-
-static void teardown(void)
-{
-    weft_fault_clear();
-    kids_reap();
-}
-
-TestSuite(tls_io, .init = setup, .fini = teardown);
+TestSuite(tls_io, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
 /* The common frame: contexts, a pair, fn(run) on it, everything closed. */
 typedef struct io_run io_run;

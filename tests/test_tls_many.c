@@ -12,17 +12,7 @@
 #define CONNS 1000
 #define MSG 1024
 
-static void setup(void)
-{
-    cr_assert(certs_load(), "no certificates: see the runner's output");
-}
-
-static void teardown(void)
-{
-    kids_reap();
-}
-
-TestSuite(tls_many, .init = setup, .fini = teardown);
+TestSuite(tls_many, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
 typedef struct many {
     weft_tls_ctx *sctx, *cctx;

@@ -12,18 +12,7 @@
 #include <openssl/err.h>
 #include <stdlib.h>
 
-static void setup(void)
-{
-    cr_assert(certs_load(), "no certificates: see the runner's output");
-    weft_fault_clear();
-}
-
-static void teardown(void)
-{
-    kids_reap();
-}
-
-TestSuite(tls_verify, .init = setup, .fini = teardown);
+TestSuite(tls_verify, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
 /* One handshake between a server using certificate srv_cert and a client,
  * with what each side saw. */

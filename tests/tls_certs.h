@@ -27,6 +27,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
+#include <weft/testing.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -292,6 +293,20 @@ static inline void kids_reap(void)
             kids[i] = 0;
         }
     }
+}
+
+/* A TLS suite's .init and .fini: the certificates in place, no fault
+ * armed, and no child (openssl, a server process) outliving the test. */
+static inline void tls_suite_setup(void)
+{
+    cr_assert(certs_load(), "no certificates: see the runner's output");
+    weft_fault_clear();
+}
+
+static inline void tls_suite_teardown(void)
+{
+    weft_fault_clear();
+    kids_reap();
 }
 
 /* Reads the port from s_server's "ACCEPT host:port" line in out_path.
