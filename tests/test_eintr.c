@@ -50,6 +50,20 @@ static void alarms_stop(void)
     sigaction(SIGALRM, &old_action, NULL);
 }
 
+/* A busy host delivers a 1 ms timer late and merges what is pending, so a
+ * test repeats its round until enough signals have landed in its calls. */
+static void storm_rounds(long (*round)(void), int max_rounds)
+{
+    long total = 0;
+    int rounds = 0;
+    while (total < 20 && rounds < max_rounds) {
+        total += round();
+        rounds++;
+    }
+    cr_assert_geq(total, 20, "too few signals arrived in %d rounds to test anything (%ld)",
+                  rounds, total);
+}
+
 /* ---- inside coroutines ------------------------------------------------------ */
 
 #define SLEEPERS 20
@@ -164,9 +178,11 @@ static int co_main(void *arg)
     return 0;
 }
 
-Test(eintr, coroutines_under_alarm_storm, .timeout = 30)
+static long coroutines_round(void)
 {
     int fds = count_fds();
+    accepted = connected = accept_err = connect_err = 0;
+    bulk_sent = bulk_echoed = bulk_got = 0;
     bulk_out = malloc(BULK);
     bulk_in = malloc(BULK);
     cr_assert(bulk_out && bulk_in);
@@ -180,7 +196,6 @@ Test(eintr, coroutines_under_alarm_storm, .timeout = 30)
 
     cr_log_info("%ld alarms delivered", n_alarms);
     cr_assert_eq(rc, 0, "weft_main: %d", rc);
-    cr_assert_geq(n_alarms, 20, "too few signals arrived to test anything (%ld)", n_alarms);
     for (int i = 0; i < SLEEPERS; i++) {
         cr_assert_eq(sl_rc[i], 0, "sleeper %d: %s", i, weft_err_name(sl_rc[i]));
         cr_assert(sl_ms[i] >= sleep_len(i) && sl_ms[i] < sleep_len(i) + 300,
@@ -199,6 +214,12 @@ Test(eintr, coroutines_under_alarm_storm, .timeout = 30)
     free(bulk_out);
     free(bulk_in);
     cr_assert_eq(count_fds(), fds);
+    return n_alarms;
+}
+
+Test(eintr, coroutines_under_alarm_storm, .timeout = 60)
+{
+    storm_rounds(coroutines_round, 4);
 }
 
 /* ---- on the main stack, outside any coroutine ------------------------------------ */
@@ -243,12 +264,15 @@ static void *peer_thread(void *arg)
     return NULL;
 }
 
-Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
+/* One round: sleep, accept, read 1 MiB and time out, all on the main stack
+ * under the storm.  Returns the alarms that landed in it. */
+static long main_stack_round(void)
 {
     int fds = count_fds();
     weft_sock *l, *c = NULL;
     eintr_port = listen_any(&l, "127.0.0.1");
     cr_assert_gt(eintr_port, 0);
+    peer_ok = 0;
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, peer_thread, NULL), 0);
 
@@ -268,7 +292,6 @@ Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
 
     pthread_join(t, NULL);
     cr_log_info("%ld alarms delivered", n_alarms);
-    cr_assert_geq(n_alarms, 20, "too few signals arrived to test anything (%ld)", n_alarms);
     cr_assert_eq(sleep_rc, 0);
     cr_assert_geq(slept, 30, "weft_sleep(30) ended after %" PRId64 " ms", slept);
     cr_assert_eq(acc_rc, 0, "accept: %s", weft_err_name(acc_rc));
@@ -285,6 +308,12 @@ Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
     weft_close(c);
     weft_close(l);
     cr_assert_eq(count_fds(), fds);
+    return n_alarms;
+}
+
+Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
+{
+    storm_rounds(main_stack_round, 8);
 }
 
 /* Signals also land in a loop driven by hand. */
@@ -296,7 +325,7 @@ static void emb_sleeper(void *arg)
     emb_rc = weft_sleep(100);
 }
 
-Test(eintr, embedded_loop_under_alarm_storm, .timeout = 30)
+static long embedded_round(void)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -314,10 +343,15 @@ Test(eintr, embedded_loop_under_alarm_storm, .timeout = 30)
     alarms_stop();
     weft_loop_free(l);
 
-    cr_assert_geq(n_alarms, 20);
     cr_assert_eq(join_rc, 0, "join: %s", weft_err_name(join_rc));
     cr_assert_eq(run_rc, 0, "run: %s", weft_err_name(run_rc));
     cr_assert_eq(emb_rc, 0);
     cr_assert(took >= 100 && took < 400, "join took %" PRId64 " ms", took);
     cr_assert(took_run >= 100 && took_run < 400, "run took %" PRId64 " ms", took_run);
+    return n_alarms;
+}
+
+Test(eintr, embedded_loop_under_alarm_storm, .timeout = 30)
+{
+    storm_rounds(embedded_round, 8);
 }
