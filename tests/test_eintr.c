@@ -60,8 +60,8 @@ static void storm_rounds(long (*round)(void), int max_rounds)
         total += round();
         rounds++;
     }
-    cr_assert_geq(total, 20, "too few signals arrived in %d rounds to test anything (%ld)",
-                  rounds, total);
+    cr_assert_geq(total, 20, "too few signals arrived in %d rounds to test anything (%ld)", rounds,
+                  total);
 }
 
 /* ---- inside coroutines ------------------------------------------------------ */

@@ -14,16 +14,13 @@
  * gives, with no privilege or package needed.
  */
 #include "helpers.h"
+#include "netns.h"
 
 #include <criterion/criterion.h>
 #include <linux/filter.h>
-#include <net/if.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define REQUESTS 150
@@ -275,56 +272,16 @@ Test(udp_loss, random_drop_filter_30pct, .timeout = 90)
 
 /* ---- netem in a network namespace ------------------------------------------------ */
 
-static int lo_up(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
-    int rc = 0;
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0)
-        rc = -errno;
-    ifr.ifr_flags |= IFF_UP;
-    if (rc == 0 && ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
-        rc = -errno;
-    close(fd);
-    return rc;
-}
-
 /* In the child: a namespace of its own, lo up, netem on it, the run. */
-static void netns_child(loss_result *res)
+static void netns_child(void *arg)
 {
-    if (unshare(CLONE_NEWNET) != 0) {
+    loss_result *res = arg;
+    if (!netns_enter(res->msg, sizeof res->msg) ||
+        !netns_sh("ip link set lo up && tc qdisc add dev lo root netem loss 30%",
+                  "the kernel lacks sch_netem (CONFIG_NET_SCH_NETEM); the socket-filter test "
+                  "covers the loss",
+                  res->msg, sizeof res->msg)) {
         res->skip = 1;
-        snprintf(res->msg, sizeof res->msg,
-                 "cannot make a network namespace (unshare: %s; needs CAP_SYS_ADMIN)",
-                 weft_err_name(-errno));
-        return;
-    }
-    int rc = lo_up();
-    if (rc < 0) {
-        res->skip = 1;
-        snprintf(res->msg, sizeof res->msg, "cannot bring lo up in the namespace: %s",
-                 weft_err_name(rc));
-        return;
-    }
-    FILE *p = popen("tc qdisc add dev lo root netem loss 30% 2>&1", "r");
-    char out[160] = "";
-    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-    out[n] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-    int st = p ? pclose(p) : -1;
-    if (st != 0) {
-        res->skip = 1;
-        if (st == -1 || (WIFEXITED(st) && WEXITSTATUS(st) == 127))
-            snprintf(res->msg, sizeof res->msg, "no tc here (Debian package iproute2)");
-        else
-            snprintf(res->msg, sizeof res->msg,
-                     "tc could not add netem to lo (\"%s\"): the kernel lacks sch_netem "
-                     "(CONFIG_NET_SCH_NETEM); the socket-filter test covers the loss",
-                     out);
         return;
     }
     loss_run r = {.filter = false, .res = res};
@@ -334,26 +291,8 @@ static void netns_child(loss_result *res)
 
 Test(udp_loss, netem_30pct_in_netns, .timeout = 90)
 {
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        alarm(80); /* bounded even if something hangs */
-        close(pfd[0]);
-        loss_result res = {0};
-        netns_child(&res);
-        ssize_t w = write(pfd[1], &res, sizeof res);
-        _exit(w == (ssize_t)sizeof res ? 0 : 1);
-    }
-    close(pfd[1]);
-    loss_result res;
-    ssize_t got = read(pfd[0], &res, sizeof res);
-    close(pfd[0]);
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
-    cr_assert_eq(got, (ssize_t)sizeof res);
+    loss_result res = {0};
+    netns_fork(netns_child, &res, sizeof res, 80);
     if (res.skip)
         cr_skip_test("%s", res.msg);
     check_result(&res);
