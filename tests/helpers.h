@@ -46,6 +46,11 @@ static inline int64_t mono_ms(void)
     return mono_ns() / 1000000;
 }
 
+/* How late a timeout may fire before a test calls it wrong.  On a shared
+ * virtual machine a process can lose the CPU for a few hundred ms; a timer
+ * that is really wrong fires at some other deadline, seconds away, or never. */
+#define LATE_MS 500
+
 /* Descriptors open in this process. */
 static inline int count_fds(void)
 {

@@ -276,11 +276,11 @@ Test(timer, cancel_sleeping_coroutine, .timeout = 10)
     cr_assert_eq(weft_main(cs_main, NULL, NULL), 0);
     cr_assert_eq(cs_cancel_rc, 0);
     cr_assert_eq(cs_rc1, -ECANCELED, "first sleep: %s", weft_err_name(cs_rc1));
-    cr_assert(cs_first_ms >= 20 && cs_first_ms < 150, "cancelled sleep lasted %" PRId64 " ms",
-              cs_first_ms);
+    cr_assert(cs_first_ms >= 20 && cs_first_ms < 20 + LATE_MS,
+              "cancelled sleep lasted %" PRId64 " ms", cs_first_ms);
     cr_assert_eq(cs_rc2, 0, "the cancel must be delivered once: %s", weft_err_name(cs_rc2));
-    cr_assert(cs_second_ms >= 300 && cs_second_ms < 600, "second sleep lasted %" PRId64 " ms",
-              cs_second_ms);
+    cr_assert(cs_second_ms >= 300 && cs_second_ms < 300 + LATE_MS,
+              "second sleep lasted %" PRId64 " ms", cs_second_ms);
 }
 
 static int long_rc;
@@ -319,7 +319,7 @@ Test(timer, cancelled_timer_does_not_hold_the_loop, .timeout = 10)
     cr_assert_eq(weft_loop_run(l, 2000), 0);
     took = mono_ms() - t0;
     cr_assert_eq(long_rc, -ECANCELED);
-    cr_assert_lt(took, 500, "weft_loop_run took %" PRId64 " ms", took);
+    cr_assert_lt(took, LATE_MS, "weft_loop_run took %" PRId64 " ms", took);
     weft_loop_free(l);
 }
 
@@ -364,7 +364,7 @@ Test(timer, cancel_blocked_reader, .timeout = 10)
     int fds = count_fds();
     cr_assert_eq(weft_main(cr_main, NULL, NULL), 0);
     cr_assert_eq(cr_rc1, -ECANCELED, "%s", weft_err_name((int)cr_rc1));
-    cr_assert(cr_ms >= 30 && cr_ms < 200, "cancelled recv lasted %" PRId64 " ms", cr_ms);
+    cr_assert(cr_ms >= 30 && cr_ms < 30 + LATE_MS, "cancelled recv lasted %" PRId64 " ms", cr_ms);
     cr_assert_eq(cr_rc2, 4, "the next recv works: %s", weft_err_name((int)cr_rc2));
     cr_assert_eq(memcmp(cr_buf, "late", 4), 0);
     cr_assert_eq(count_fds(), fds);
@@ -380,7 +380,7 @@ static void nb_self(void *arg)
     (void)arg;
     weft_cancel(weft_self()); /* running, so not blocked */
     int64_t t0 = mono_ms();
-    nb_self_rc = weft_sleep(500);
+    nb_self_rc = weft_sleep(5000);
     nb_self_ms = mono_ms() - t0;
     nb_self_next = weft_sleep(20);
 
@@ -393,7 +393,7 @@ static void nb_queued(void *arg)
 {
     (void)arg;
     int64_t t0 = mono_ms();
-    nb_queued_rc = weft_sleep(500);
+    nb_queued_rc = weft_sleep(5000);
     nb_queued_ms = mono_ms() - t0;
     nb_queued_next = weft_sleep(1);
 }
@@ -413,12 +413,12 @@ Test(timer, cancel_not_blocked_hits_next_call, .timeout = 10)
 {
     cr_assert_eq(weft_main(nb_main, NULL, NULL), 0);
     cr_assert_eq(nb_self_rc, -ECANCELED);
-    cr_assert_lt(nb_self_ms, 100, "a pending cancel must end the sleep at once");
+    cr_assert_lt(nb_self_ms, LATE_MS, "a pending cancel must end the sleep at once");
     cr_assert_eq(nb_self_next, 0);
     cr_assert_eq(nb_yield_rc, -ECANCELED);
     cr_assert_eq(nb_yield_next, 0);
     cr_assert_eq(nb_queued_rc, -ECANCELED);
-    cr_assert_lt(nb_queued_ms, 100);
+    cr_assert_lt(nb_queued_ms, LATE_MS);
     cr_assert_eq(nb_queued_next, 0);
 }
 
@@ -566,7 +566,7 @@ Test(timer, off_coroutine_sleep_yield_now, .timeout = 10)
     int64_t t0 = mono_ns();
     cr_assert_eq(weft_sleep(30), 0);
     int64_t took = mono_ns() - t0;
-    cr_assert(took >= 30 * 1000000LL && took < 250 * 1000000LL, "slept %" PRId64 " us",
+    cr_assert(took >= 30 * 1000000LL && took < (30 + LATE_MS) * 1000000LL, "slept %" PRId64 " us",
               took / 1000);
     int64_t b = weft_now();
     cr_assert_geq(b, a + 30);
@@ -577,7 +577,7 @@ Test(timer, off_coroutine_sleep_yield_now, .timeout = 10)
     t0 = mono_ns();
     cr_assert_eq(weft_sleep(20), 0);
     took = mono_ns() - t0;
-    cr_assert(took >= 20 * 1000000LL && took < 250 * 1000000LL, "slept %" PRId64 " us",
+    cr_assert(took >= 20 * 1000000LL && took < (20 + LATE_MS) * 1000000LL, "slept %" PRId64 " us",
               took / 1000);
     cr_assert_eq(weft_yield(), 0);
     weft_loop_free(l);
