@@ -27,7 +27,11 @@ static uint64_t rng(void)
 /* ---- #27: 10,000 sleepers ------------------------------------------------ */
 
 #define SLEEPERS 10000
-#define LATE_P99_NS (30 * 1000000LL)
+/* On a quiet host p99 is 1 to 4 ms.  With the hypervisor taking 15 % of the
+ * CPU it reached 138 ms in three runs in a row, so the bound is half of
+ * LATE_MS: it catches timers that wait for some other event, or fire on a
+ * coarse tick, not a host's jitter. */
+#define LATE_P99_NS ((LATE_MS / 2) * 1000000LL)
 
 typedef struct sleeper {
     int64_t ms;
