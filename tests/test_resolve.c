@@ -243,14 +243,14 @@ Test(resolve, hosts_that_need_no_lookup)
         { "127.0.0.1", "80", AF_INET6, WEFT_AI_V4MAPPED, "[::ffff:127.0.0.1]:80", 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        lookup lk = { .host = cases[i].host, .service = cases[i].service, .timeout = 200 };
+        lookup lk = { .host = cases[i].host, .service = cases[i].service, .timeout = 2000 };
         lk.hints = (weft_hints){ .family = cases[i].family, .socktype = SOCK_STREAM,
                                  .flags = cases[i].flags };
         cr_assert_eq(weft_main(lookup_main, &lk, &c), 0);
         cr_assert_eq(lk.rc, 0, "case %zu: %s", i, weft_err_name(lk.rc));
         cr_assert_eq(lk.n, cases[i].n, "case %zu", i);
         cr_assert_str_eq(lk.addrs[0], cases[i].first, "case %zu", i);
-        cr_assert_lt(lk.ms, 100, "case %zu took %lld ms", i, (long long)lk.ms);
+        cr_assert_lt(lk.ms, LATE_MS, "case %zu took %lld ms", i, (long long)lk.ms);
     }
     /* NUMERICHOST refuses names; NUMERICSERV refuses service names. */
     lookup lk = { .host = "www.test", .service = "80", .timeout = 200 };
