@@ -51,6 +51,10 @@ static inline int64_t mono_ms(void)
  * that is really wrong fires at some other deadline, seconds away, or never. */
 #define LATE_MS 500
 
+/* A test's .timeout only guards against a hang, so it is generous: under
+ * ASan, on a host losing half its CPU to the hypervisor, some tests ran six
+ * to ten times slower than usual. */
+
 /* Descriptors open in this process. */
 static inline int count_fds(void)
 {

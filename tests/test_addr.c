@@ -33,7 +33,7 @@ static bool still_poisoned(const weft_addr *a)
 
 /* ---- parse ---------------------------------------------------------------- */
 
-Test(addr_parse, ipv4_loopback, .timeout = 5)
+Test(addr_parse, ipv4_loopback, .timeout = 15)
 {
     weft_addr a;
     poison(&a);
@@ -45,7 +45,7 @@ Test(addr_parse, ipv4_loopback, .timeout = 5)
     cr_assert_eq(weft_addr_port(&a), 80);
 }
 
-Test(addr_parse, ipv6_loopback_plain_and_bracketed, .timeout = 5)
+Test(addr_parse, ipv6_loopback_plain_and_bracketed, .timeout = 15)
 {
     const char *hosts[] = {"::1", "[::1]"};
     for (size_t i = 0; i < 2; i++) {
@@ -60,7 +60,7 @@ Test(addr_parse, ipv6_loopback_plain_and_bracketed, .timeout = 5)
     }
 }
 
-Test(addr_parse, ipv4_mapped_ipv6, .timeout = 5)
+Test(addr_parse, ipv4_mapped_ipv6, .timeout = 15)
 {
     weft_addr a;
     cr_assert_eq(weft_addr_parse(&a, "::ffff:1.2.3.4", 7), 0);
@@ -71,7 +71,7 @@ Test(addr_parse, ipv4_mapped_ipv6, .timeout = 5)
     cr_assert_eq(weft_addr_port(&a), 7);
 }
 
-Test(addr_parse, null_and_star_are_ipv6_any, .timeout = 5)
+Test(addr_parse, null_and_star_are_ipv6_any, .timeout = 15)
 {
     const char *hosts[] = {NULL, "*"};
     for (size_t i = 0; i < 2; i++) {
@@ -85,7 +85,7 @@ Test(addr_parse, null_and_star_are_ipv6_any, .timeout = 5)
     }
 }
 
-Test(addr_parse, bad_hosts, .timeout = 5)
+Test(addr_parse, bad_hosts, .timeout = 15)
 {
     char longhost[300];
     memset(longhost, '1', sizeof longhost - 1);
@@ -107,7 +107,7 @@ Test(addr_parse, bad_hosts, .timeout = 5)
     }
 }
 
-Test(addr_parse, port_range, .timeout = 5)
+Test(addr_parse, port_range, .timeout = 15)
 {
     const int bad[] = {-1, 65536, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -125,12 +125,12 @@ Test(addr_parse, port_range, .timeout = 5)
     cr_assert_eq(weft_addr_port(&a), 65535);
 }
 
-Test(addr_parse, null_out_is_einval, .timeout = 5)
+Test(addr_parse, null_out_is_einval, .timeout = 15)
 {
     cr_assert_eq(weft_addr_parse(NULL, "127.0.0.1", 80), -EINVAL);
 }
 
-Test(addr_parse, zone_by_name_and_number, .timeout = 5)
+Test(addr_parse, zone_by_name_and_number, .timeout = 15)
 {
     unsigned lo = if_nametoindex("lo");
     cr_assert_gt(lo, 0, "no loopback interface");
@@ -154,7 +154,7 @@ Test(addr_parse, zone_by_name_and_number, .timeout = 5)
     cr_assert_eq(a.u.in6.sin6_scope_id, 4294967295u);
 }
 
-Test(addr_parse, bad_zones, .timeout = 5)
+Test(addr_parse, bad_zones, .timeout = 15)
 {
     const char *bad[] = {
         "fe80::1%", "fe80::1%nosuchif0", "fe80::1%4294967296", "fe80::1%12x", "fe80::1%-1x", "%lo",
@@ -190,7 +190,7 @@ static int split(const char *s, char *host, size_t hlen, int *port)
     return 0;
 }
 
-Test(addr_format, round_trips, .timeout = 5)
+Test(addr_format, round_trips, .timeout = 15)
 {
     static const struct {
         const char *host;
@@ -226,7 +226,7 @@ Test(addr_format, round_trips, .timeout = 5)
     }
 }
 
-Test(addr_format, enospc_truncates, .timeout = 5)
+Test(addr_format, enospc_truncates, .timeout = 15)
 {
     weft_addr a;
     char buf[32];
@@ -267,7 +267,7 @@ static void make_unix(weft_addr *a, const char *path, size_t plen)
     a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
 }
 
-Test(addr_format, unix_paths, .timeout = 5)
+Test(addr_format, unix_paths, .timeout = 15)
 {
     weft_addr a;
     char buf[200];
@@ -299,7 +299,7 @@ Test(addr_format, unix_paths, .timeout = 5)
     cr_assert_eq(weft_addr_format(&a, buf, strlen(path) + 1), (int)strlen(path));
 }
 
-Test(addr_format, unix_abstract_names, .timeout = 5)
+Test(addr_format, unix_abstract_names, .timeout = 15)
 {
     weft_addr a;
     char buf[64];
@@ -317,7 +317,7 @@ Test(addr_format, unix_abstract_names, .timeout = 5)
     cr_assert_eq(buf[3], 'Z');
 }
 
-Test(addr_format, unknown_family, .timeout = 5)
+Test(addr_format, unknown_family, .timeout = 15)
 {
     weft_addr a;
     char buf[64];
@@ -330,7 +330,7 @@ Test(addr_format, unknown_family, .timeout = 5)
     cr_assert_eq(weft_addr_format(&a, buf, sizeof buf), -EAFNOSUPPORT);
 }
 
-Test(addr_port, families, .timeout = 5)
+Test(addr_port, families, .timeout = 15)
 {
     weft_addr a;
     cr_assert_eq(weft_addr_parse(&a, "10.1.2.3", 12345), 0);
@@ -347,7 +347,7 @@ Test(addr_port, families, .timeout = 5)
 
 /* ---- error names ------------------------------------------------------------- */
 
-Test(errors, every_linux_errno_is_named, .timeout = 5)
+Test(errors, every_linux_errno_is_named, .timeout = 15)
 {
     for (int e = 1; e <= 133; e++) {
         const char *name = weft_err_name(-e), *desc = weft_strerror(-e);
@@ -363,7 +363,7 @@ Test(errors, every_linux_errno_is_named, .timeout = 5)
     }
 }
 
-Test(errors, names_and_descriptions_match_the_code, .timeout = 5)
+Test(errors, names_and_descriptions_match_the_code, .timeout = 15)
 {
     static const struct {
         int code;
@@ -394,7 +394,7 @@ Test(errors, names_and_descriptions_match_the_code, .timeout = 5)
     cr_assert_str_neq(weft_strerror(-ETIMEDOUT), weft_strerror(-ECONNRESET));
 }
 
-Test(errors, zero_is_success, .timeout = 5)
+Test(errors, zero_is_success, .timeout = 15)
 {
     const char *name = weft_err_name(0), *desc = weft_strerror(0);
     cr_assert_not_null(name);
@@ -404,7 +404,7 @@ Test(errors, zero_is_success, .timeout = 5)
     cr_assert_str_neq(name, "UNKNOWN");
 }
 
-Test(errors, unknown_codes, .timeout = 5)
+Test(errors, unknown_codes, .timeout = 15)
 {
     const int codes[] = {-5000, 12345, -200, -1000, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {

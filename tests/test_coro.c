@@ -47,7 +47,7 @@ static int order_main(void *arg)
     return 0;
 }
 
-Test(coro, spawn_does_not_switch, .timeout = 10)
+Test(coro, spawn_does_not_switch, .timeout = 30)
 {
     order_len = 0;
     cr_assert_eq(weft_main(order_main, NULL, NULL), 0);
@@ -72,7 +72,7 @@ static int pingpong_main(void *arg)
     return weft_join(a, 2000) | weft_join(b, 2000);
 }
 
-Test(coro, yield_interleaves, .timeout = 10)
+Test(coro, yield_interleaves, .timeout = 30)
 {
     order_len = 0;
     cr_assert_eq(weft_main(pingpong_main, NULL, NULL), 0);
@@ -110,7 +110,7 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-Test(coro, ids_unique_positive_and_self, .timeout = 10)
+Test(coro, ids_unique_positive_and_self, .timeout = 30)
 {
     cr_assert_eq(weft_self(), 0, "no loop: weft_self must be 0");
     cr_assert_eq(weft_main(ids_main, NULL, NULL), 0);
@@ -128,7 +128,7 @@ Test(coro, ids_unique_positive_and_self, .timeout = 10)
     cr_assert_eq(weft_self(), 0, "after weft_main: weft_self must be 0");
 }
 
-Test(coro, self_on_main_stack_with_loop, .timeout = 10)
+Test(coro, self_on_main_stack_with_loop, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -188,7 +188,7 @@ static int name_main(void *arg)
     return 0;
 }
 
-Test(coro, names, .timeout = 10)
+Test(coro, names, .timeout = 30)
 {
     cr_assert_null(weft_name(1), "no loop: weft_name must be NULL");
     cr_assert_eq(weft_main(name_main, NULL, NULL), 0);
@@ -232,7 +232,7 @@ static int go_errors_main(void *arg)
     return 0;
 }
 
-Test(coro, go_errors, .timeout = 10)
+Test(coro, go_errors, .timeout = 30)
 {
     cr_assert_eq(weft_go(nop, NULL), -EPERM);
     weft_co_opts o = {.stack_size = 0, .name = "x"};
@@ -278,7 +278,7 @@ static int fault_main(void *arg)
     return 0;
 }
 
-Test(coro, go_out_of_memory, .timeout = 10)
+Test(coro, go_out_of_memory, .timeout = 30)
 {
     fault_child_ran = 0;
     cr_assert_eq(weft_main(fault_main, NULL, NULL), 0);
@@ -314,7 +314,7 @@ static int stack_main(void *arg)
 
 /* A default (64 KiB) stack could not hold the array: the process would die
  * in the overflow handler rather than pass. */
-Test(coro, per_coroutine_stack_size, .timeout = 10)
+Test(coro, per_coroutine_stack_size, .timeout = 30)
 {
     big_sum = 0;
     cr_assert_eq(weft_main(stack_main, NULL, NULL), 0);
@@ -328,7 +328,7 @@ static int cfg_stack_main(void *arg)
     return id > 0 ? weft_join(id, 5000) : (int)id;
 }
 
-Test(coro, loop_default_stack_size, .timeout = 10)
+Test(coro, loop_default_stack_size, .timeout = 30)
 {
     weft_config cfg = {.stack_size = 256 * 1024};
     big_sum = 0;
@@ -406,7 +406,7 @@ static int join_main(void *arg)
     return 0;
 }
 
-Test(coro, join_results, .timeout = 10)
+Test(coro, join_results, .timeout = 30)
 {
     cr_assert_eq(weft_join(1, 0), -ESRCH, "no loop on this thread");
     cr_assert_eq(weft_main(join_main, NULL, NULL), 0);
@@ -435,7 +435,7 @@ static void drive_body(void *arg)
 
 /* On the loop's thread but outside any coroutine, weft_join runs the loop
  * itself until the coroutine has finished. */
-Test(coro, join_from_main_stack_drives_loop, .timeout = 10)
+Test(coro, join_from_main_stack_drives_loop, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -502,7 +502,7 @@ static int fp_main(void *arg)
     return 0;
 }
 
-Test(coro, floating_point_survives_switches, .timeout = 10)
+Test(coro, floating_point_survives_switches, .timeout = 30)
 {
     cr_assert_eq(weft_main(fp_main, NULL, NULL), 0);
     for (int k = 1; k <= FP_WORKERS; k++) {
@@ -575,7 +575,7 @@ static int round_main(void *arg)
     return 0;
 }
 
-Test(coro, rounding_mode_is_per_coroutine, .timeout = 10)
+Test(coro, rounding_mode_is_per_coroutine, .timeout = 30)
 {
     void *m = dlopen("libm.so.6", RTLD_NOW);
     if (!m)
@@ -630,7 +630,7 @@ static int many_main(void *arg)
     return 0;
 }
 
-Test(coro, hundred_thousand_coroutines, .timeout = 60)
+Test(coro, hundred_thousand_coroutines, .timeout = 180)
 {
     int fds = count_fds();
     memset(many_ran, 0, sizeof many_ran);
@@ -695,7 +695,7 @@ static int churn_main(void *arg)
     return 0;
 }
 
-Test(coro, million_short_coroutines_rss_flat, .timeout = 120)
+Test(coro, million_short_coroutines_rss_flat, .timeout = 360)
 {
     int fds = count_fds();
     churn_count = churn_bad = 0;

@@ -88,7 +88,7 @@ static int ds_main(void *arg)
     return weft_join(other, 2000);
 }
 
-Test(deadline, bounds_sleep_and_join, .timeout = 10)
+Test(deadline, bounds_sleep_and_join, .timeout = 30)
 {
     cr_assert_eq(weft_main(ds_main, NULL, NULL), 0);
     cr_assert_eq(ds_rc[0], -ETIMEDOUT, "%s", weft_err_name(ds_rc[0]));
@@ -119,7 +119,7 @@ static void off_body(void *arg)
 }
 
 /* Outside a coroutine weft_deadline_set does nothing. */
-Test(deadline, no_effect_outside_coroutine, .timeout = 10)
+Test(deadline, no_effect_outside_coroutine, .timeout = 30)
 {
     weft_deadline_set(weft_now() - 1000);
     int64_t t0 = mono_ms();
@@ -196,7 +196,7 @@ static int dsk_main(void *arg)
     return 0;
 }
 
-Test(deadline, bounds_socket_calls, .timeout = 10)
+Test(deadline, bounds_socket_calls, .timeout = 30)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(dsk_main, NULL, NULL), 0);
@@ -246,7 +246,7 @@ static int rt_main(void *arg)
     return 0;
 }
 
-Test(deadline, read_timeout_then_usable, .timeout = 10)
+Test(deadline, read_timeout_then_usable, .timeout = 30)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(rt_main, NULL, NULL), 0);
@@ -312,7 +312,7 @@ static int dw_main(void *arg)
     return 0;
 }
 
-Test(deadline, data_ready_wins_over_expired_timeout, .timeout = 10)
+Test(deadline, data_ready_wins_over_expired_timeout, .timeout = 30)
 {
     cr_assert_eq(weft_main(dw_main, NULL, NULL), 0);
     const char *want[5] = {"zero", "negt", "dead", "race", "more"};
@@ -378,7 +378,7 @@ static int wt_main(void *arg)
     return 0;
 }
 
-Test(deadline, write_timeout_reports_sent, .timeout = 20)
+Test(deadline, write_timeout_reports_sent, .timeout = 60)
 {
     int fds = count_fds();
     wt_buf = malloc(WT_SIZE);
@@ -538,7 +538,7 @@ static int cd_main(void *arg)
     return 0;
 }
 
-Test(deadline, concurrent_deadline_changes, .timeout = 30)
+Test(deadline, concurrent_deadline_changes, .timeout = 90)
 {
     int fds = count_fds();
     int64_t t0 = mono_ms();

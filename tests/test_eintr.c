@@ -217,7 +217,7 @@ static long coroutines_round(void)
     return n_alarms;
 }
 
-Test(eintr, coroutines_under_alarm_storm, .timeout = 60)
+Test(eintr, coroutines_under_alarm_storm, .timeout = 180)
 {
     storm_rounds(coroutines_round, 4);
 }
@@ -311,7 +311,7 @@ static long main_stack_round(void)
     return n_alarms;
 }
 
-Test(eintr, main_stack_under_alarm_storm, .timeout = 30)
+Test(eintr, main_stack_under_alarm_storm, .timeout = 90)
 {
     storm_rounds(main_stack_round, 8);
 }
@@ -351,7 +351,7 @@ static long embedded_round(void)
     return n_alarms;
 }
 
-Test(eintr, embedded_loop_under_alarm_storm, .timeout = 30)
+Test(eintr, embedded_loop_under_alarm_storm, .timeout = 90)
 {
     storm_rounds(embedded_round, 8);
 }

@@ -68,7 +68,7 @@ static void emb_client(void *arg)
     weft_close(c);
 }
 
-Test(embed, driven_by_poll_on_loop_fd, .timeout = 10)
+Test(embed, driven_by_poll_on_loop_fd, .timeout = 30)
 {
     int fds = count_fds();
     weft_loop *l;
@@ -116,7 +116,7 @@ Test(embed, driven_by_poll_on_loop_fd, .timeout = 10)
 
 /* A new, empty loop has nothing to do: its descriptor is quiet and a step
  * with a timeout waits all of it. */
-Test(embed, idle_new_loop_waits, .timeout = 10)
+Test(embed, idle_new_loop_waits, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -147,7 +147,7 @@ static void due_sleeper(void *arg)
     due_rc = weft_sleep(50);
 }
 
-Test(embed, fd_readable_for_due_timer, .timeout = 10)
+Test(embed, fd_readable_for_due_timer, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -171,7 +171,7 @@ Test(embed, fd_readable_for_due_timer, .timeout = 10)
 
 /* A wake that has been handled leaves nothing behind: the step after the
  * one it ended waits its full timeout again. */
-Test(embed, wake_is_consumed, .timeout = 10)
+Test(embed, wake_is_consumed, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -199,7 +199,7 @@ static void yielder(void *arg)
         weft_yield();
 }
 
-Test(embed, fd_readable_for_yielding_coroutine, .timeout = 10)
+Test(embed, fd_readable_for_yielding_coroutine, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -234,7 +234,7 @@ static void cancel_target(void *arg)
 /* Work created from outside any step (weft_go or weft_cancel on the loop's
  * thread, as an embedding application does from its own callbacks) is
  * work for weft_loop_poll: the descriptor must say so. */
-Test(embed, fd_readable_after_go_or_cancel_from_outside, .timeout = 10)
+Test(embed, fd_readable_after_go_or_cancel_from_outside, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -278,7 +278,7 @@ static void io_setup(void *arg)
         io_a = io_b = NULL;
 }
 
-Test(embed, fd_readable_for_io_and_post, .timeout = 10)
+Test(embed, fd_readable_for_io_and_post, .timeout = 30)
 {
     int fds = count_fds();
     weft_loop *l;
@@ -320,7 +320,7 @@ static void yield_n(void *arg)
         weft_yield();
 }
 
-Test(embed, poll_returns_alive_count, .timeout = 10)
+Test(embed, poll_returns_alive_count, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -357,7 +357,7 @@ static void run_sleeper(void *arg)
     run_sleeper_rc = weft_sleep(10000);
 }
 
-Test(embed, run_timeout, .timeout = 10)
+Test(embed, run_timeout, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -373,7 +373,7 @@ Test(embed, run_timeout, .timeout = 10)
 }
 
 /* Timeout 0 means "only try": one step, which is enough here. */
-Test(embed, run_with_zero_timeout_steps_once, .timeout = 10)
+Test(embed, run_with_zero_timeout_steps_once, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -395,7 +395,7 @@ static void stopper(void *arg)
     weft_loop_stop(stop_loop);
 }
 
-Test(embed, stop_returns_alive_count, .timeout = 10)
+Test(embed, stop_returns_alive_count, .timeout = 30)
 {
     cr_assert_eq(weft_loop_new(&stop_loop, NULL), 0);
     for (int i = 0; i < 3; i++)
@@ -422,7 +422,7 @@ static int main_fn(void *arg)
     return 0;
 }
 
-Test(embed, second_loop_on_thread_is_busy, .timeout = 10)
+Test(embed, second_loop_on_thread_is_busy, .timeout = 30)
 {
     weft_loop *l, *l2 = (weft_loop *)(uintptr_t)0x1234;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -460,7 +460,7 @@ static void *other_thread(void *arg)
     return NULL;
 }
 
-Test(embed, poll_errors, .timeout = 10)
+Test(embed, poll_errors, .timeout = 30)
 {
     cr_assert_eq(weft_loop_new(&busy_loop, NULL), 0);
     weft_go(busy_body, NULL);
@@ -530,7 +530,7 @@ static void fr_setup(void *arg)
         fr_a = fr_b = NULL;
 }
 
-Test(embed, free_cancels_blocked_coroutines, .timeout = 10)
+Test(embed, free_cancels_blocked_coroutines, .timeout = 30)
 {
     int fds = count_fds();
     weft_loop *l;
@@ -577,7 +577,7 @@ static void late_post(void *arg)
     late_post_ran = 1;
 }
 
-Test(embed, posts_queued_at_free_never_run, .timeout = 10)
+Test(embed, posts_queued_at_free_never_run, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
@@ -589,7 +589,7 @@ Test(embed, posts_queued_at_free_never_run, .timeout = 10)
 
 /* ---- backends ---------------------------------------------------------------------- */
 
-Test(embed, backend_selection, .timeout = 10)
+Test(embed, backend_selection, .timeout = 30)
 {
     weft_loop *l = (weft_loop *)(uintptr_t)0x99;
     weft_config bad = {.backend = "no-such-backend"};

@@ -225,7 +225,7 @@ typedef struct fault_case {
     int err;
 } fault_case;
 
-Test(fault_listen, every_step, .timeout = 10, .init = clear_faults, .fini = clear_faults)
+Test(fault_listen, every_step, .timeout = 30, .init = clear_faults, .fini = clear_faults)
 {
     static const fault_case cases[] = {
         {WEFT_FAULT_SOCKET, EMFILE},     {WEFT_FAULT_SOCKET, ENFILE},
@@ -258,7 +258,7 @@ Test(fault_listen, every_step, .timeout = 10, .init = clear_faults, .fini = clea
     assert_no_leaks();
 }
 
-Test(fault_listen, any_falls_back_to_ipv4, .timeout = 10, .init = clear_faults,
+Test(fault_listen, any_falls_back_to_ipv4, .timeout = 30, .init = clear_faults,
      .fini = clear_faults)
 {
     int fds = count_fds();
@@ -332,7 +332,7 @@ static void connect_faults(void)
     }
     weft_close(l);
 }
-BOTH(fault_connect, connect_faults, 10)
+BOTH(fault_connect, connect_faults, 30)
 
 /* ---- accept -------------------------------------------------------------------------- */
 
@@ -387,7 +387,7 @@ static void accept_out_of_resources(void)
     weft_close(c);
     weft_close(l);
 }
-BOTH(fault_accept, accept_out_of_resources, 10)
+BOTH(fault_accept, accept_out_of_resources, 30)
 
 /* A negative timeout other than -1 has already expired: out of resources,
  * the error must come straight back with no back-off and no retry. */
@@ -409,7 +409,7 @@ static void accept_expired_out_of_resources(void)
     weft_close(c);
     weft_close(l);
 }
-BOTH(fault_accept, accept_expired_out_of_resources, 10)
+BOTH(fault_accept, accept_expired_out_of_resources, 30)
 
 /* Really out of descriptors: RLIMIT_NOFILE lowered and every free number
  * below it taken, so each accept4 fails with EMFILE until restore_fds(). */
@@ -476,7 +476,7 @@ static void accept_emfile_coroutine_deadline(void)
     weft_close(l);
 }
 
-Test(fault_accept, accept_emfile_coroutine_deadline, .timeout = 10, .init = clear_faults,
+Test(fault_accept, accept_emfile_coroutine_deadline, .timeout = 30, .init = clear_faults,
      .fini = clear_faults)
 {
     run_loop(accept_emfile_coroutine_deadline);
@@ -515,7 +515,7 @@ static void accept_real_emfile(void)
     weft_close(c);
     weft_close(l);
 }
-BOTH(fault_accept, accept_real_emfile, 10)
+BOTH(fault_accept, accept_real_emfile, 30)
 
 /* The peer gave up before accept (ECONNABORTED, EPROTO) or a signal came
  * (EINTR): the call goes on to the next connection, never reports it. */
@@ -554,7 +554,7 @@ static void accept_aborted(void)
         weft_close(l);
     }
 }
-BOTH(fault_accept, accept_aborted, 10)
+BOTH(fault_accept, accept_aborted, 30)
 
 /* The socket record for an accepted connection can't be allocated: it is
  * allocated before accept4, so the connection stays queued for later. */
@@ -589,7 +589,7 @@ static void accept_malloc(void)
     weft_close(c);
     weft_close(l);
 }
-BOTH(fault_accept, accept_malloc, 10)
+BOTH(fault_accept, accept_malloc, 30)
 
 /* With time left, running out of memory is one of the conditions accept
  * backs off from and retries (weft.h): the queued connection must still be
@@ -615,7 +615,7 @@ static void accept_malloc_retries(void)
     weft_close(c);
     weft_close(l);
 }
-BOTH(fault_accept, accept_malloc_retries, 10)
+BOTH(fault_accept, accept_malloc_retries, 30)
 
 /* ---- send and receive --------------------------------------------------------------- */
 
@@ -664,7 +664,7 @@ static void send_faults(void)
     free(in);
     pair_close(&p);
 }
-BOTH(fault_io, send_faults, 10)
+BOTH(fault_io, send_faults, 30)
 
 static void recv_faults(void)
 {
@@ -695,7 +695,7 @@ static void recv_faults(void)
     CHECK(n == 4 && memcmp(buf, "data", 4) == 0, 1, "data intact");
     pair_close(&p);
 }
-BOTH(fault_io, recv_faults, 10)
+BOTH(fault_io, recv_faults, 30)
 
 static void iov_faults(void)
 {
@@ -731,7 +731,7 @@ static void iov_faults(void)
     CHECK(memcmp(in, "abcde", 5), 0, "recvv data");
     pair_close(&p);
 }
-BOTH(fault_io, iov_faults, 10)
+BOTH(fault_io, iov_faults, 30)
 
 /* EINTR from any of them is retried, never reported. */
 static void eintr_retried(void)
@@ -759,7 +759,7 @@ static void eintr_retried(void)
     CHECK(memcmp(buf, "xyz", 3), 0, "data");
     pair_close(&p);
 }
-BOTH(fault_io, eintr_retried, 10)
+BOTH(fault_io, eintr_retried, 30)
 
 /* ---- coroutines ------------------------------------------------------------------------- */
 
@@ -812,7 +812,7 @@ static int go_malloc_main(void *arg)
     return 0;
 }
 
-Test(fault_co, go_malloc_is_enomem, .timeout = 10, .init = clear_faults, .fini = clear_faults)
+Test(fault_co, go_malloc_is_enomem, .timeout = 30, .init = clear_faults, .fini = clear_faults)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(go_malloc_main, NULL, NULL), 0);
@@ -871,7 +871,7 @@ static int mmap_main(void *arg)
     return 0;
 }
 
-Test(fault_co, stack_mmap_failure, .timeout = 10, .init = clear_faults, .fini = clear_faults)
+Test(fault_co, stack_mmap_failure, .timeout = 30, .init = clear_faults, .fini = clear_faults)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(mmap_main, NULL, NULL), 0);
@@ -891,7 +891,7 @@ Test(fault_co, stack_mmap_failure, .timeout = 10, .init = clear_faults, .fini = 
 
 /* ---- loops ------------------------------------------------------------------------------- */
 
-Test(fault_oom, loop_new, .timeout = 10, .init = clear_faults, .fini = clear_faults)
+Test(fault_oom, loop_new, .timeout = 30, .init = clear_faults, .fini = clear_faults)
 {
     int fds = count_fds();
     unsigned nth;
@@ -927,7 +927,7 @@ static int main_fn(void *arg)
     return 7;
 }
 
-Test(fault_oom, weft_main, .timeout = 10, .init = clear_faults, .fini = clear_faults)
+Test(fault_oom, weft_main, .timeout = 30, .init = clear_faults, .fini = clear_faults)
 {
     int fds = count_fds();
     unsigned nth;
@@ -989,7 +989,7 @@ out:
     return rc;
 }
 
-Test(fault_oom, echo_sequence_plain, .timeout = 30, .init = clear_faults, .fini = clear_faults)
+Test(fault_oom, echo_sequence_plain, .timeout = 90, .init = clear_faults, .fini = clear_faults)
 {
     int fds = count_fds();
     unsigned nth, failures = 0;
@@ -1101,7 +1101,8 @@ static int o_main(void *arg)
     return 0;
 }
 
-Test(fault_oom, echo_sequence_coroutines, .timeout = 60, .init = clear_faults, .fini = clear_faults)
+Test(fault_oom, echo_sequence_coroutines, .timeout = 180, .init = clear_faults,
+     .fini = clear_faults)
 {
     int fds = count_fds();
     unsigned nth, failures = 0;

@@ -149,17 +149,17 @@ static void expect_overflow_report(size_t stack, const char *name, unsigned kib)
     cr_expect_not_null(strstr(r.err, want), "stderr lacks \"%s\"; it was: %s", want, r.err);
 }
 
-Test(overflow, default_stack_reports_and_aborts, .timeout = 15)
+Test(overflow, default_stack_reports_and_aborts, .timeout = 45)
 {
     expect_overflow_report(0, NULL, 64);
 }
 
-Test(overflow, named_coroutine_report, .timeout = 15)
+Test(overflow, named_coroutine_report, .timeout = 45)
 {
     expect_overflow_report(0, "deep", 64);
 }
 
-Test(overflow, custom_stack_size_report, .timeout = 15)
+Test(overflow, custom_stack_size_report, .timeout = 45)
 {
     expect_overflow_report(256 * 1024, NULL, 256);
 }
@@ -218,12 +218,12 @@ static void expect_default_segv(void (*fn)(void))
     cr_expect_null(strstr(r.err, "overflowed"), "reported as an overflow: %s", r.err);
 }
 
-Test(overflow, stray_fault_on_main_stack_gets_default_action, .timeout = 15)
+Test(overflow, stray_fault_on_main_stack_gets_default_action, .timeout = 45)
 {
     expect_default_segv(wild_on_main_stack);
 }
 
-Test(overflow, stray_fault_in_coroutine_gets_default_action, .timeout = 15)
+Test(overflow, stray_fault_in_coroutine_gets_default_action, .timeout = 45)
 {
     expect_default_segv(wild_in_coroutine);
 }
@@ -258,7 +258,7 @@ static void own_handler_first(void)
 }
 
 /* A handler the program installed before weft still gets stray faults. */
-Test(overflow, stray_fault_reaches_earlier_handler, .timeout = 15)
+Test(overflow, stray_fault_reaches_earlier_handler, .timeout = 45)
 {
     child_result r;
     run_child(own_handler_first, &r);

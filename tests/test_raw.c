@@ -152,19 +152,19 @@ static void run_echo(int family, const char *host)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(raw, icmp_echo_ipv4_loopback, .timeout = 30)
+Test(raw, icmp_echo_ipv4_loopback, .timeout = 90)
 {
     run_echo(AF_INET, "127.0.0.1");
 }
 
-Test(raw, icmpv6_echo_ipv6_loopback, .timeout = 30)
+Test(raw, icmpv6_echo_ipv6_loopback, .timeout = 90)
 {
     run_echo(AF_INET6, "::1");
 }
 
 /* ---- a protocol of our own ----------------------------------------------------------- */
 
-Test(raw, own_protocol_loops_back, .timeout = 20)
+Test(raw, own_protocol_loops_back, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *s = raw_or_skip(AF_INET, PROTO_EXPERIMENT);
@@ -195,7 +195,7 @@ Test(raw, own_protocol_loops_back, .timeout = 20)
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
-Test(raw, bad_family_and_arguments, .timeout = 10)
+Test(raw, bad_family_and_arguments, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *s = UNTOUCHED;
@@ -213,7 +213,7 @@ Test(raw, bad_family_and_arguments, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(raw, protocol_zero, .timeout = 10)
+Test(raw, protocol_zero, .timeout = 30)
 {
     weft_sock *s = raw_or_skip(AF_INET, IPPROTO_ICMP);
     weft_close(s);
@@ -237,7 +237,7 @@ static int drop_net_raw(void)
     return syscall(SYS_capset, &h, d) == 0 ? 0 : -errno;
 }
 
-Test(raw, without_capability, .timeout = 10)
+Test(raw, without_capability, .timeout = 30)
 {
     /* In a child, so the test process keeps its capabilities. */
     pid_t pid = fork();
@@ -259,7 +259,7 @@ Test(raw, without_capability, .timeout = 10)
     cr_assert_eq(WEXITSTATUS(st), 0, "weft_raw_open without CAP_NET_RAW: not -EPERM/-EACCES");
 }
 
-Test(raw, socket_fault, .timeout = 10)
+Test(raw, socket_fault, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *s = UNTOUCHED;

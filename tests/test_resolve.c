@@ -26,7 +26,7 @@ static void teardown(void)
     dns_server_stop(&dns);
 }
 
-TestSuite(resolve, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(resolve, .init = setup, .fini = teardown, .timeout = 180);
 
 typedef struct lookup {
     const char *host, *service;

@@ -130,7 +130,7 @@ static void answers_body(void)
     unsetenv("WEFT_RESOLVER");
 }
 
-Test(resolve_system, answers_and_failures, .timeout = 60)
+Test(resolve_system, answers_and_failures, .timeout = 180)
 {
     in_namespace(answers_body);
 }
@@ -174,7 +174,7 @@ static void slow_body(void)
     CHECK(o.rc == 0, "after: %s", weft_err_name(o.rc));
 }
 
-Test(resolve_system, timeout_and_cancel, .timeout = 60)
+Test(resolve_system, timeout_and_cancel, .timeout = 180)
 {
     in_namespace(slow_body);
 }
@@ -206,12 +206,12 @@ static void many_body(void)
     CHECK(many_ok == MANY, "%d of %d", many_ok, MANY);
 }
 
-Test(resolve_system, thousand_concurrent_lookups, .timeout = 120)
+Test(resolve_system, thousand_concurrent_lookups, .timeout = 360)
 {
     in_namespace(many_body);
 }
 
-Test(resolve_system, unknown_resolver_is_refused, .timeout = 10)
+Test(resolve_system, unknown_resolver_is_refused, .timeout = 30)
 {
     weft_config c = { 0 };
     c.resolver = "carrier-pigeon";

@@ -45,7 +45,7 @@ static int both(void *arg)
     return rc;
 }
 
-Test(smoke, echo_once, .timeout = 10)
+Test(smoke, echo_once, .timeout = 30)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(both, NULL, NULL), 0);

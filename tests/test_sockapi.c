@@ -103,7 +103,7 @@ static bool have_ipv6(void)
 
 /* ---- options ---------------------------------------------------------------- */
 
-Test(sockopt, nodelay_reads_back, .timeout = 10)
+Test(sockopt, nodelay_reads_back, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -118,7 +118,7 @@ Test(sockopt, nodelay_reads_back, .timeout = 10)
     pair_close(&p);
 }
 
-Test(sockopt, keepalive_reads_back, .timeout = 10)
+Test(sockopt, keepalive_reads_back, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -147,7 +147,7 @@ Test(sockopt, keepalive_reads_back, .timeout = 10)
     pair_close(&p);
 }
 
-Test(sockopt, bufsize_reads_back_doubled, .timeout = 10)
+Test(sockopt, bufsize_reads_back_doubled, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -167,7 +167,7 @@ Test(sockopt, bufsize_reads_back_doubled, .timeout = 10)
     pair_close(&p);
 }
 
-Test(sockopt, blocking_toggles_o_nonblock, .timeout = 10)
+Test(sockopt, blocking_toggles_o_nonblock, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -284,7 +284,7 @@ static void check_blocking(const blk_result *r, bool in_loop)
 {
     cr_assert_eq(r->pair_rc, 0);
     cr_assert_eq(r->idle_rc, -ETIMEDOUT, "recv on an idle blocking fd: %zd", r->idle_rc);
-    assert_took(r->idle_ns, 100, 250);
+    assert_took(r->idle_ns, 100, 100 + LATE_MS);
     if (in_loop)
         cr_assert_geq(r->ticks_during_idle, 3, "the loop stalled: %d ticks in 100 ms",
                       r->ticks_during_idle);
@@ -293,17 +293,17 @@ static void check_blocking(const blk_result *r, bool in_loop)
     cr_assert_eq(r->back_recv, 4);
     cr_assert_eq(memcmp(r->back, "back", 4), 0);
     cr_assert_eq(r->big_rc, -ETIMEDOUT, "send to a reader that never reads: %zd", r->big_rc);
-    assert_took(r->big_ns, 200, 400);
+    assert_took(r->big_ns, 200, 200 + LATE_MS);
     cr_assert(r->big_sent > 0 && r->big_sent < (8u << 20), "sent %zu", r->big_sent);
     cr_assert_eq(r->acc_idle_rc, -ETIMEDOUT);
-    assert_took(r->acc_idle_ns, 100, 250);
+    assert_took(r->acc_idle_ns, 100, 100 + LATE_MS);
     cr_assert_eq(r->conn_rc, 0);
     cr_assert_eq(r->acc_rc, 0);
     cr_assert_eq(r->after_recv, 1);
     cr_assert(r->still_blocking, "weft changed the descriptor's mode behind the caller");
 }
 
-Test(blocking_fd, plain_thread_calls_honour_timeouts, .timeout = 20)
+Test(blocking_fd, plain_thread_calls_honour_timeouts, .timeout = 60)
 {
     int fds = count_fds();
     blocking_scenario(&blk);
@@ -311,7 +311,7 @@ Test(blocking_fd, plain_thread_calls_honour_timeouts, .timeout = 20)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(blocking_fd, coroutine_calls_honour_timeouts, .timeout = 20)
+Test(blocking_fd, coroutine_calls_honour_timeouts, .timeout = 60)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(blocking_main, NULL, NULL), 0);
@@ -321,7 +321,7 @@ Test(blocking_fd, coroutine_calls_honour_timeouts, .timeout = 20)
 
 /* ---- wrap ------------------------------------------------------------------------ */
 
-Test(wrap, socketpair_end, .timeout = 10)
+Test(wrap, socketpair_end, .timeout = 30)
 {
     int fds = count_fds();
     int sv[2];
@@ -343,7 +343,7 @@ Test(wrap, socketpair_end, .timeout = 10)
     cr_assert_eq(memcmp(buf, "xyz", 3), 0);
     int64_t t0 = mono_ns();
     cr_assert_eq(weft_recv(w, buf, sizeof buf, 50), -ETIMEDOUT);
-    assert_took(mono_ns() - t0, 50, 200);
+    assert_took(mono_ns() - t0, 50, 50 + LATE_MS);
 
     weft_addr a;
     cr_assert_eq(weft_sock_local(w, &a), 0);
@@ -373,7 +373,7 @@ static int raw_listener(int *out)
     return ntohs(a.sin_port);
 }
 
-Test(wrap, plain_accepted_fd, .timeout = 10)
+Test(wrap, plain_accepted_fd, .timeout = 30)
 {
     int fds = count_fds();
     int lfd, port = raw_listener(&lfd);
@@ -407,7 +407,7 @@ Test(wrap, plain_accepted_fd, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(wrap, listening_fd_accepts, .timeout = 10)
+Test(wrap, listening_fd_accepts, .timeout = 30)
 {
     int fds = count_fds();
     int lfd, port = raw_listener(&lfd);
@@ -427,7 +427,7 @@ Test(wrap, listening_fd_accepts, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(wrap, errors_leave_fd_with_caller, .timeout = 10)
+Test(wrap, errors_leave_fd_with_caller, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *sentinel = (weft_sock *)&fds, *w = sentinel;
@@ -451,7 +451,7 @@ Test(wrap, errors_leave_fd_with_caller, .timeout = 10)
 
 /* ---- addresses and descriptors ---------------------------------------------------- */
 
-Test(sockaddr, local_and_peer, .timeout = 10)
+Test(sockaddr, local_and_peer, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -485,7 +485,7 @@ Test(sockaddr, local_and_peer, .timeout = 10)
     pair_close(&p);
 }
 
-Test(sockaddr, ipv6_local_and_peer, .timeout = 10)
+Test(sockaddr, ipv6_local_and_peer, .timeout = 30)
 {
     if (!have_ipv6())
         cr_skip_test("no IPv6 loopback");
@@ -505,7 +505,7 @@ Test(sockaddr, ipv6_local_and_peer, .timeout = 10)
 
 /* ---- listen flags -------------------------------------------------------------------- */
 
-Test(listen_flags, without_reuseport_second_is_eaddrinuse, .timeout = 10)
+Test(listen_flags, without_reuseport_second_is_eaddrinuse, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *l1, *sentinel = (weft_sock *)&fds, *l2 = sentinel;
@@ -525,7 +525,7 @@ Test(listen_flags, without_reuseport_second_is_eaddrinuse, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(listen_flags, reuseport_shares_a_port, .timeout = 10)
+Test(listen_flags, reuseport_shares_a_port, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *l1, *l2, *l3 = NULL;
@@ -577,7 +577,7 @@ static int bind_v4(int port)
     return fd;
 }
 
-Test(listen_flags, v6only_leaves_ipv4_alone, .timeout = 10)
+Test(listen_flags, v6only_leaves_ipv4_alone, .timeout = 30)
 {
     if (!have_ipv6())
         cr_skip_test("no IPv6 loopback");
@@ -611,7 +611,7 @@ Test(listen_flags, v6only_leaves_ipv4_alone, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(listen_flags, dual_stack_star_takes_ipv4, .timeout = 10)
+Test(listen_flags, dual_stack_star_takes_ipv4, .timeout = 30)
 {
     if (!have_ipv6())
         cr_skip_test("no IPv6 loopback");
@@ -646,7 +646,7 @@ Test(listen_flags, dual_stack_star_takes_ipv4, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(listen_flags, bad_arguments_are_einval, .timeout = 10)
+Test(listen_flags, bad_arguments_are_einval, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *sentinel = (weft_sock *)&fds, *l = sentinel;
@@ -665,7 +665,7 @@ Test(listen_flags, bad_arguments_are_einval, .timeout = 10)
 
 /* ---- shutdown ---------------------------------------------------------------------- */
 
-Test(shutdown, bad_how_and_half_close, .timeout = 10)
+Test(shutdown, bad_how_and_half_close, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -689,18 +689,18 @@ Test(shutdown, bad_how_and_half_close, .timeout = 10)
 
 /* ---- weft_sock_poll -------------------------------------------------------------------- */
 
-Test(sock_poll, plain_thread, .timeout = 10)
+Test(sock_poll, plain_thread, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
     int64_t t0 = mono_ns();
     cr_assert_eq(weft_sock_poll(p.s, WEFT_POLL_IN, 100), -ETIMEDOUT);
-    assert_took(mono_ns() - t0, 100, 250);
+    assert_took(mono_ns() - t0, 100, 100 + LATE_MS);
 
     cr_assert_eq(weft_sock_poll(p.c, WEFT_POLL_OUT, 0), WEFT_POLL_OUT);
     t0 = mono_ns();
     cr_assert_eq(weft_sock_poll(p.c, WEFT_POLL_IN | WEFT_POLL_OUT, 1000), WEFT_POLL_OUT);
-    assert_took(mono_ns() - t0, 0, 250);
+    assert_took(mono_ns() - t0, 0, LATE_MS);
 
     cr_assert_eq(weft_send(p.c, "x", 1, 1000), 1);
     cr_assert_eq(weft_sock_poll(p.s, WEFT_POLL_IN, 1000), WEFT_POLL_IN);
@@ -777,13 +777,13 @@ static int sock_poll_main(void *arg)
     return 0;
 }
 
-Test(sock_poll, coroutine, .timeout = 10)
+Test(sock_poll, coroutine, .timeout = 30)
 {
     int fds = count_fds();
     cr_assert_eq(weft_main(sock_poll_main, NULL, NULL), 0);
     cr_assert_eq(sp.pair_rc, 0);
     cr_assert_eq(sp.idle, -ETIMEDOUT);
-    assert_took(sp.idle_ns, 100, 250);
+    assert_took(sp.idle_ns, 100, 100 + LATE_MS);
     cr_assert_eq(sp.out, WEFT_POLL_OUT);
     cr_assert_eq(sp.fresh_both, WEFT_POLL_OUT);
     cr_assert_eq(sp.in, WEFT_POLL_IN);
@@ -831,7 +831,7 @@ static void *plain_peer(void *arg)
     return NULL;
 }
 
-Test(plain_thread, whole_exchange_without_a_loop, .timeout = 30)
+Test(plain_thread, whole_exchange_without_a_loop, .timeout = 90)
 {
     int fds = count_fds();
     cr_assert_eq(weft_self(), 0);
@@ -842,7 +842,7 @@ Test(plain_thread, whole_exchange_without_a_loop, .timeout = 30)
 
     int64_t t0 = mono_ns();
     cr_assert_eq(weft_tcp_accept(l, &x, 100), -ETIMEDOUT);
-    assert_took(mono_ns() - t0, 100, 250);
+    assert_took(mono_ns() - t0, 100, 100 + LATE_MS);
     cr_assert_null(x);
 
     /* A port that is bound but not listening refuses at once. */
@@ -853,7 +853,7 @@ Test(plain_thread, whole_exchange_without_a_loop, .timeout = 30)
     getsockname(held, (struct sockaddr *)&ha, &hl);
     t0 = mono_ns();
     cr_assert_eq(weft_tcp_connect(&x, "127.0.0.1", ntohs(ha.sin_port), 2000), -ECONNREFUSED);
-    assert_took(mono_ns() - t0, 0, 250);
+    assert_took(mono_ns() - t0, 0, LATE_MS);
     close(held);
 
     pthread_t th;
@@ -868,7 +868,7 @@ Test(plain_thread, whole_exchange_without_a_loop, .timeout = 30)
     /* The peer now waits for "pong": nothing more to read. */
     t0 = mono_ns();
     cr_assert_eq(weft_recv(s, buf, sizeof buf, 100), -ETIMEDOUT);
-    assert_took(mono_ns() - t0, 100, 250);
+    assert_took(mono_ns() - t0, 100, 100 + LATE_MS);
     cr_assert_eq(weft_sock_poll(s, WEFT_POLL_OUT, 0), WEFT_POLL_OUT);
     cr_assert_eq(weft_send(s, "pong", 4, 1000), 4);
 
@@ -899,13 +899,13 @@ Test(plain_thread, whole_exchange_without_a_loop, .timeout = 30)
 
 /* ---- argument checks and scatter/gather --------------------------------------------------- */
 
-Test(sockapi, close_null_is_ebadf, .timeout = 5)
+Test(sockapi, close_null_is_ebadf, .timeout = 15)
 {
     cr_assert_eq(weft_close(NULL), -EBADF);
     cr_assert_eq(weft_reset(NULL), -EBADF);
 }
 
-Test(sockapi, zero_length_io_returns_at_once, .timeout = 10)
+Test(sockapi, zero_length_io_returns_at_once, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -922,13 +922,13 @@ Test(sockapi, zero_length_io_returns_at_once, .timeout = 10)
     cr_assert_eq(weft_sock_sent(p.c), 0);
     cr_assert_eq(weft_sendv(p.c, none, 0, -1), 0);
     cr_assert_eq(weft_sendv(p.c, none, 2, -1), 0);
-    assert_took(mono_ns() - t0, 0, 250);
+    assert_took(mono_ns() - t0, 0, LATE_MS);
     /* Nothing was sent: the receiver is still idle. */
     cr_assert_eq(weft_recv(p.s, buf, sizeof buf, 20), -ETIMEDOUT);
     pair_close(&p);
 }
 
-Test(sockapi, iovcnt_out_of_range_is_einval, .timeout = 10)
+Test(sockapi, iovcnt_out_of_range_is_einval, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -968,7 +968,7 @@ static size_t make_iovs(struct iovec *iov, unsigned char *base)
     return off;
 }
 
-Test(sockapi, sendv_200_small_iovecs_intact, .timeout = 10)
+Test(sockapi, sendv_200_small_iovecs_intact, .timeout = 30)
 {
     pair p;
     cr_assert_eq(pair_open(&p, "127.0.0.1"), 0);
@@ -1048,7 +1048,7 @@ static int large_sendv_main(void *arg)
     return 0;
 }
 
-Test(sockapi, sendv_large_iovecs_between_coroutines, .timeout = 30)
+Test(sockapi, sendv_large_iovecs_between_coroutines, .timeout = 90)
 {
     size_t total = (size_t)LIOV * LLEN;
     lv_src = malloc(total);

@@ -30,7 +30,7 @@ static void touch(weft__stack *st)
     memset(st->base + st->guard, 0x5a, st->size);
 }
 
-Test(stack, pool_gives_memory_back_after_a_spike, .timeout = 30)
+Test(stack, pool_gives_memory_back_after_a_spike, .timeout = 90)
 {
     enum { N = 300, SIZE = 64 * 1024 };
     static weft__stack *st[N];
@@ -63,7 +63,7 @@ Test(stack, pool_gives_memory_back_after_a_spike, .timeout = 30)
     cr_assert_eq(resident, 0u);
 }
 
-Test(stack, pool_is_bounded, .timeout = 30)
+Test(stack, pool_is_bounded, .timeout = 90)
 {
     enum { N = HOT + COLD + 100 };
     static weft__stack *st[N];
@@ -76,7 +76,7 @@ Test(stack, pool_is_bounded, .timeout = 30)
     weft__stack_pool_drain();
 }
 
-Test(stack, other_sizes_are_not_pooled_with_the_default, .timeout = 10)
+Test(stack, other_sizes_are_not_pooled_with_the_default, .timeout = 30)
 {
     weft__stack *a, *b;
     weft__stack_pool_drain();
@@ -94,7 +94,7 @@ Test(stack, other_sizes_are_not_pooled_with_the_default, .timeout = 10)
 
 /* The layout the overflow handler relies on (test_overflow shows the guard
  * itself at work). */
-Test(stack, record_above_usable_part_guard_below, .timeout = 10)
+Test(stack, record_above_usable_part_guard_below, .timeout = 30)
 {
     weft__stack *a;
     cr_assert_eq(weft__stack_get(&a, 64 * 1024), 0);

@@ -90,7 +90,7 @@ static __attribute__((noinline)) void suspend_fn(weft__ctx *co, weft__ctx *loop)
 }
 
 /* The scheduler's pair: the loop resumes, the coroutine suspends. */
-Test(switch, callee_saved_and_control_words_survive, .timeout = 10)
+Test(switch, callee_saved_and_control_words_survive, .timeout = 30)
 {
     check(resume_fn, suspend_fn, 6);
 }
@@ -109,7 +109,7 @@ static void probe_body(void *arg)
         suspend_fn(&other_ctx, &main_ctx);
 }
 
-Test(switch, new_context_gets_its_argument_and_an_aligned_stack, .timeout = 10)
+Test(switch, new_context_gets_its_argument_and_an_aligned_stack, .timeout = 30)
 {
     weft__stack *st;
     cr_assert_eq(weft__stack_get(&st, 64 * 1024), 0);

@@ -73,7 +73,7 @@ static int hc_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, half_close, .timeout = 20)
+Test(tcp_close, half_close, .timeout = 60)
 {
     int fds = count_fds();
     hc_run r = {.srv_end = -999, .cli_end = -999};
@@ -131,7 +131,7 @@ static int qeof_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, eof_queued_behind_data, .timeout = 10)
+Test(tcp_close, eof_queued_behind_data, .timeout = 30)
 {
     qeof_run r = {0};
     cr_assert_eq(weft_main(qeof_main, &r, NULL), 0, "pair: %s", weft_err_name(r.pair_rc));
@@ -206,7 +206,7 @@ static int cw_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, close_unblocks_readers_and_pollers, .timeout = 10)
+Test(tcp_close, close_unblocks_readers_and_pollers, .timeout = 30)
 {
     int fds = count_fds();
     cw_run r = {.nw = 3, .w = {{.kind = 0}, {.kind = 1}, {.kind = 2}}};
@@ -224,7 +224,7 @@ Test(tcp_close, close_unblocks_readers_and_pollers, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(tcp_close, close_with_blocked_senders, .timeout = 10)
+Test(tcp_close, close_with_blocked_senders, .timeout = 30)
 {
     int fds = count_fds();
     size_t big = 32 * MiB;
@@ -298,7 +298,7 @@ static int rst_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, peer_reset_on_recv, .timeout = 10)
+Test(tcp_close, peer_reset_on_recv, .timeout = 30)
 {
     int fds = count_fds();
     rst_run r = {0};
@@ -352,7 +352,7 @@ static bool sigpipe_pending(void)
     return sigismember(&set, SIGPIPE);
 }
 
-Test(tcp_close, write_to_closed_peer_no_sigpipe, .timeout = 15)
+Test(tcp_close, write_to_closed_peer_no_sigpipe, .timeout = 45)
 {
     /* Default disposition: a SIGPIPE raised anywhere would kill this test. */
     struct sigaction dfl = {.sa_handler = SIG_DFL}, now;
@@ -437,7 +437,7 @@ static int mid_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, midstream_reset_reader_and_writer, .timeout = 20)
+Test(tcp_close, midstream_reset_reader_and_writer, .timeout = 60)
 {
     int fds = count_fds();
     mid_run r = {.rd_rc = -999, .wr_rc = -999};
@@ -527,7 +527,7 @@ static int reuse_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, fd_reuse_while_waiting, .timeout = 10)
+Test(tcp_close, fd_reuse_while_waiting, .timeout = 30)
 {
     int fds = count_fds();
     reuse_run r = {.a_rc = -999, .c_rc = -999};
@@ -593,7 +593,7 @@ static int poll_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, sock_poll_semantics, .timeout = 10)
+Test(tcp_close, sock_poll_semantics, .timeout = 30)
 {
     int fds = count_fds();
     poll_run r = {0};
@@ -682,7 +682,7 @@ static int rn_main(void *arg)
     return 0;
 }
 
-Test(tcp_close, recvn_end_cases, .timeout = 15)
+Test(tcp_close, recvn_end_cases, .timeout = 45)
 {
     int fds = count_fds();
     rn_run r = {0};

@@ -172,12 +172,12 @@ static void run_echo(const char *host, int family)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(tcp_data, echo_16m_ipv4, .timeout = 30)
+Test(tcp_data, echo_16m_ipv4, .timeout = 90)
 {
     run_echo("127.0.0.1", AF_INET);
 }
 
-Test(tcp_data, echo_16m_ipv6, .timeout = 30)
+Test(tcp_data, echo_16m_ipv6, .timeout = 90)
 {
     weft_sock *l;
     int rc = weft_tcp_listen(&l, "::1", 0, 1, 0);
@@ -278,7 +278,7 @@ static int slow_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, partial_writes_64m_each_way, .timeout = 60)
+Test(tcp_data, partial_writes_64m_each_way, .timeout = 180)
 {
     unsigned char *ab = pattern_buf(BIG, 11), *ba = pattern_buf(BIG, 22);
     static slow_run r;
@@ -398,7 +398,7 @@ static int wq_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, write_queue_order_1000_writers, .timeout = 60)
+Test(tcp_data, write_queue_order_1000_writers, .timeout = 180)
 {
     static wq_run run;
     wq = &run;
@@ -537,7 +537,7 @@ static int par_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, parallel_100_clients_64k, .timeout = 60)
+Test(tcp_data, parallel_100_clients_64k, .timeout = 180)
 {
     static par_run run;
     par = &run;
@@ -614,7 +614,7 @@ static int unread_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, unread_data_no_spin, .timeout = 20)
+Test(tcp_data, unread_data_no_spin, .timeout = 60)
 {
     unread_run r = {.end = -999};
     cr_assert_eq(weft_main(unread_main, &r, NULL), 0, "pair: %s", weft_err_name(r.pair_rc));
@@ -702,7 +702,7 @@ static int sg_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, sendv_recvv_round_trip, .timeout = 30)
+Test(tcp_data, sendv_recvv_round_trip, .timeout = 90)
 {
     static sg_run r;
     r.end = -999;
@@ -810,7 +810,7 @@ static int sent_main(void *arg)
     return 0;
 }
 
-Test(tcp_data, sock_sent_after_partial_send, .timeout = 20)
+Test(tcp_data, sock_sent_after_partial_send, .timeout = 60)
 {
     sent_run r = {.end = -999};
     int fds = count_fds();

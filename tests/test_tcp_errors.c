@@ -110,7 +110,7 @@ static int refused_main(void *arg)
     return 0;
 }
 
-Test(tcp_errors, connect_refused, .timeout = 10)
+Test(tcp_errors, connect_refused, .timeout = 30)
 {
     /* Bound but not listening: the port answers SYNs with RST and nobody
      * else can start listening on it meanwhile. */
@@ -154,7 +154,7 @@ static int connect_timed(void *arg)
     return 0;
 }
 
-Test(tcp_errors, connect_timeout_500ms, .timeout = 15)
+Test(tcp_errors, connect_timeout_500ms, .timeout = 45)
 {
     int fds = count_fds();
     blackhole b;
@@ -177,7 +177,7 @@ Test(tcp_errors, connect_timeout_500ms, .timeout = 15)
 /* Timeouts 0 and negative (other than -1) only try: against a live
  * listener the connect may complete or not in that one try, but it must
  * not wait; against a port that never answers it must time out at once. */
-Test(tcp_errors, connect_zero_and_negative_timeout, .timeout = 15)
+Test(tcp_errors, connect_zero_and_negative_timeout, .timeout = 45)
 {
     int fds = count_fds();
     weft_sock *l;
@@ -255,7 +255,7 @@ static int cancel_main(void *arg)
     return weft_join(id, 5000);
 }
 
-Test(tcp_errors, connect_huge_timeout, .timeout = 15)
+Test(tcp_errors, connect_huge_timeout, .timeout = 45)
 {
     int fds = count_fds();
     weft_sock *l;
@@ -286,7 +286,7 @@ Test(tcp_errors, connect_huge_timeout, .timeout = 15)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(tcp_errors, cancel_blocked_connect, .timeout = 15)
+Test(tcp_errors, cancel_blocked_connect, .timeout = 45)
 {
     int fds = count_fds();
     weft_sock *l;
@@ -344,7 +344,7 @@ static int inuse_main(void *arg)
     return weft_join(srv, 5000);
 }
 
-Test(tcp_errors, bind_addr_in_use, .timeout = 10)
+Test(tcp_errors, bind_addr_in_use, .timeout = 30)
 {
     int fds = count_fds();
     inuse_run r = {0};
@@ -411,7 +411,7 @@ static int lclose_main(void *arg)
     return rc;
 }
 
-Test(tcp_errors, listener_close_unblocks_accept, .timeout = 10)
+Test(tcp_errors, listener_close_unblocks_accept, .timeout = 30)
 {
     int fds = count_fds();
     lclose_run r = {0};
@@ -495,7 +495,7 @@ static int emfile_server(void *arg)
     return write(wfd, &rep, sizeof rep) == sizeof rep ? 0 : 1;
 }
 
-Test(tcp_errors, emfile_accept_backs_off, .timeout = 30)
+Test(tcp_errors, emfile_accept_backs_off, .timeout = 90)
 {
     int pfd[2];
     cr_assert_eq(pipe(pfd), 0);
@@ -584,7 +584,7 @@ static int aborted_main(void *arg)
     return 0;
 }
 
-Test(tcp_errors, accept_skips_aborted, .timeout = 10)
+Test(tcp_errors, accept_skips_aborted, .timeout = 30)
 {
     int fds = count_fds();
     aborted_run r = {0};
@@ -656,7 +656,7 @@ static int tmo_main(void *arg)
     return 0;
 }
 
-Test(tcp_errors, accept_and_recv_timeouts, .timeout = 10)
+Test(tcp_errors, accept_and_recv_timeouts, .timeout = 30)
 {
     int fds = count_fds();
     tmo_run r = {0};
@@ -687,7 +687,7 @@ Test(tcp_errors, accept_and_recv_timeouts, .timeout = 10)
 
 /* ---- invalid arguments ------------------------------------------------------------ */
 
-Test(tcp_errors, connect_invalid_host_or_port, .timeout = 10)
+Test(tcp_errors, connect_invalid_host_or_port, .timeout = 30)
 {
     int fds = count_fds();
     /* Neither addresses nor host names: refused before any lookup.  Names
@@ -732,7 +732,7 @@ static int notlistener_main(void *arg)
     return 0;
 }
 
-Test(tcp_errors, accept_on_non_listener, .timeout = 10)
+Test(tcp_errors, accept_on_non_listener, .timeout = 30)
 {
     int fds = count_fds();
     int rc = 0;

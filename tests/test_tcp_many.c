@@ -147,7 +147,7 @@ static int cli_main(void *arg)
     return 0;
 }
 
-Test(tcp_many, ten_thousand_connections, .timeout = 120)
+Test(tcp_many, ten_thousand_connections, .timeout = 360)
 {
     long lim = raise_nofile();
     if (lim < NOFILE_NEEDED)

@@ -67,7 +67,7 @@ static void *poster(void *arg)
     return NULL;
 }
 
-Test(thread_post, four_threads_post_exactly_once, .timeout = 60)
+Test(thread_post, four_threads_post_exactly_once, .timeout = 180)
 {
     int fds = count_fds();
     memset(post_ran, 0, sizeof post_ran);
@@ -142,7 +142,7 @@ static int poll_until_woken(long *extra)
     }
 }
 
-Test(thread_post, wake_ends_blocked_poll, .timeout = 20)
+Test(thread_post, wake_ends_blocked_poll, .timeout = 60)
 {
     cr_assert_eq(weft_loop_new(&wake_loop, NULL), 0);
     long extra;
@@ -246,7 +246,7 @@ static void *tr_thread(void *arg)
     return NULL;
 }
 
-Test(thread_post, two_threads_two_loops, .timeout = 20)
+Test(thread_post, two_threads_two_loops, .timeout = 60)
 {
     int fds = count_fds();
     pthread_t th[PAIRS];

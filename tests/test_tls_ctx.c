@@ -13,7 +13,7 @@
 
 TestSuite(tls_ctx, .init = tls_suite_setup, .fini = tls_suite_teardown);
 
-Test(tls_ctx, bad_arguments, .timeout = 10)
+Test(tls_ctx, bad_arguments, .timeout = 30)
 {
     weft_tls_ctx *c = (weft_tls_ctx *)&c;
     weft_tls_opts o = {0};
@@ -37,7 +37,7 @@ Test(tls_ctx, bad_arguments, .timeout = 10)
     cr_assert_eq(ERR_peek_error(), 0ul);
 }
 
-Test(tls_ctx, unloadable_files, .timeout = 10)
+Test(tls_ctx, unloadable_files, .timeout = 30)
 {
     weft_tls_ctx *c = NULL;
     weft_tls_opts o = {.cert_file = cert("missing.pem"), .key_file = cert("srv.key")};
@@ -87,7 +87,7 @@ static void handshake(hs_run *h)
     weft_tls_ctx_free(h->cctx);
 }
 
-Test(tls_ctx, everything_from_memory, .timeout = 10)
+Test(tls_ctx, everything_from_memory, .timeout = 30)
 {
     char *crt = slurp(cert("srv.pem")), *key = slurp(cert("srv.key")), *ca = slurp(cert("ca.pem"));
     cr_assert(crt && key && ca);
@@ -110,7 +110,7 @@ Test(tls_ctx, everything_from_memory, .timeout = 10)
     cr_assert_str_eq(h.subject, "CN=localhost");
 }
 
-Test(tls_ctx, hashed_ca_directory, .timeout = 10)
+Test(tls_ctx, hashed_ca_directory, .timeout = 30)
 {
     hs_run h = {0};
     weft_tls_opts co = {.ca_dir = cert("cadir")};
@@ -120,7 +120,7 @@ Test(tls_ctx, hashed_ca_directory, .timeout = 10)
     cr_assert_eq(h.rc, 0, "%s", weft_err_name(h.rc));
 }
 
-Test(tls_ctx, system_store_does_not_know_our_ca, .timeout = 10)
+Test(tls_ctx, system_store_does_not_know_our_ca, .timeout = 30)
 {
     hs_run h = {0};
     cr_assert_eq(ctx_server(&h.sctx, "srv", NULL), 0);
@@ -129,7 +129,7 @@ Test(tls_ctx, system_store_does_not_know_our_ca, .timeout = 10)
     cr_assert_eq(h.rc, WEFT_ETLS_UNTRUSTED, "%s", weft_err_name(h.rc));
 }
 
-Test(tls_ctx, one_pem_with_cert_and_key, .timeout = 10)
+Test(tls_ctx, one_pem_with_cert_and_key, .timeout = 30)
 {
     hs_run h = {0};
     weft_tls_opts so = {.cert_file = cert("both.pem")};
@@ -139,7 +139,7 @@ Test(tls_ctx, one_pem_with_cert_and_key, .timeout = 10)
     cr_assert_eq(h.rc, 0, "%s", weft_err_name(h.rc));
 }
 
-Test(tls_ctx, first_added_cert_is_the_default, .timeout = 10)
+Test(tls_ctx, first_added_cert_is_the_default, .timeout = 30)
 {
     hs_run h = {.servername = "unknown.test"};
     weft_tls_opts co = {.no_verify = 1};
@@ -152,7 +152,7 @@ Test(tls_ctx, first_added_cert_is_the_default, .timeout = 10)
     cr_assert_str_eq(h.subject, "CN=alt.test");
 }
 
-Test(tls_ctx, allocation_failures, .timeout = 10)
+Test(tls_ctx, allocation_failures, .timeout = 30)
 {
     /* Fail weft's 1st, 2nd, ... allocation until ctx_new gets through. */
     int n;

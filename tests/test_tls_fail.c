@@ -96,7 +96,7 @@ static void run_cli(cli_run *c)
     check_clean(fds);
 }
 
-Test(tls_fail, silent_server_times_out, .timeout = 20)
+Test(tls_fail, silent_server_times_out, .timeout = 60)
 {
     cli_run c = {.mode = SRV_SILENT};
     run_cli(&c);
@@ -105,7 +105,7 @@ Test(tls_fail, silent_server_times_out, .timeout = 20)
     cr_assert_lt(c.ms, 1000, "took %lld ms", (long long)c.ms);
 }
 
-Test(tls_fail, server_answers_plaintext, .timeout = 20)
+Test(tls_fail, server_answers_plaintext, .timeout = 60)
 {
     cli_run c = {.mode = SRV_HTTP};
     run_cli(&c);
@@ -113,14 +113,14 @@ Test(tls_fail, server_answers_plaintext, .timeout = 20)
     cr_assert_eq(c.rc, WEFT_ETLS_PROTOCOL, "%s (%s)", weft_err_name(c.rc), c.msg);
 }
 
-Test(tls_fail, server_resets_mid_handshake, .timeout = 20)
+Test(tls_fail, server_resets_mid_handshake, .timeout = 60)
 {
     cli_run c = {.mode = SRV_RESET};
     run_cli(&c);
     cr_assert_eq(c.rc, -ECONNRESET, "%s (%s)", weft_err_name(c.rc), c.msg);
 }
 
-Test(tls_fail, server_closes_mid_handshake, .timeout = 20)
+Test(tls_fail, server_closes_mid_handshake, .timeout = 60)
 {
     cli_run c = {.mode = SRV_CLOSE};
     run_cli(&c);
@@ -199,7 +199,7 @@ static void run_srv(srv_run *r)
     check_clean(fds);
 }
 
-Test(tls_fail, silent_client_dropped_at_timeout, .timeout = 20)
+Test(tls_fail, silent_client_dropped_at_timeout, .timeout = 60)
 {
     srv_run r = {.mode = CLI_SILENT, .peer_end = -999};
     run_srv(&r);
@@ -211,7 +211,7 @@ Test(tls_fail, silent_client_dropped_at_timeout, .timeout = 20)
     cr_assert_lt(r.peer_end_ms, 1500);
 }
 
-Test(tls_fail, half_client_hello_times_out, .timeout = 20)
+Test(tls_fail, half_client_hello_times_out, .timeout = 60)
 {
     srv_run r = {.mode = CLI_HALF_HELLO, .peer_end = -999};
     run_srv(&r);
@@ -220,13 +220,13 @@ Test(tls_fail, half_client_hello_times_out, .timeout = 20)
     cr_assert_geq(r.peer_end, 0);
 }
 
-Test(tls_fail, plaintext_http_to_server, .timeout = 20)
+Test(tls_fail, plaintext_http_to_server, .timeout = 60)
 {
     srv_run r = {.mode = CLI_HTTP, .peer_end = -999};
     run_srv(&r);
     cr_assert_eq(r.rc, WEFT_ETLS_PROTOCOL, "%s (%s)", weft_err_name(r.rc), r.msg);
     cr_assert(strstr(r.msg, "http request"), "reason: %s", r.msg);
-    cr_assert_lt(r.ms, 300, "garbage is refused at once");
+    cr_assert_lt(r.ms, LATE_MS, "garbage is refused at once");
 }
 
 /* ---- closing or cancelling a handshake from outside ---------------------------------------- */
@@ -289,7 +289,7 @@ static int abort_main(void *arg)
     return 0;
 }
 
-Test(tls_fail, close_or_cancel_during_handshake, .timeout = 20)
+Test(tls_fail, close_or_cancel_during_handshake, .timeout = 60)
 {
     int fds = count_fds();
     abort_run a = {0};
@@ -479,7 +479,7 @@ static int storm_main(void *arg)
     return 0;
 }
 
-Test(tls_fail, storm_of_aborted_handshakes, .timeout = 60)
+Test(tls_fail, storm_of_aborted_handshakes, .timeout = 180)
 {
     int fds = count_fds();
     storm *st = calloc(1, sizeof *st);
@@ -570,7 +570,7 @@ static int oom_main(void *arg)
     return 0;
 }
 
-Test(tls_fail, allocation_failures_in_handshake, .timeout = 30)
+Test(tls_fail, allocation_failures_in_handshake, .timeout = 90)
 {
     int fds = count_fds();
     oom_run o = {0};

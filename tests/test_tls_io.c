@@ -155,7 +155,7 @@ static void big_fn(io_run *r)
     weft_join(echo, -1);
 }
 
-Test(tls_io, echo_64m_each_way_slow_peer, .timeout = 120)
+Test(tls_io, echo_64m_each_way_slow_peer, .timeout = 360)
 {
     big_run b = {.send_rc = -999, .recv_rc = -999, .srv_end = -999};
     b.data = malloc(BIG);
@@ -218,7 +218,7 @@ static void stall_fn(io_run *r)
     weft_join(rd, -1);
 }
 
-Test(tls_io, send_timeout_then_rest_of_stream_intact, .timeout = 60)
+Test(tls_io, send_timeout_then_rest_of_stream_intact, .timeout = 180)
 {
     stall_run st = {.same = true, .end = -999};
     st.data = malloc(STALL_LEN);
@@ -270,7 +270,7 @@ static void hc_fn(io_run *r)
     weft_join(id, -1);
 }
 
-Test(tls_io, half_close, .timeout = 20)
+Test(tls_io, half_close, .timeout = 60)
 {
     hc_run h = {0};
     io_run r = {.user = &h};
@@ -321,7 +321,7 @@ static void trunc_fn(io_run *r)
     t->cut_send = weft_send(r->p.cli, "x", 1, 1000);
 }
 
-Test(tls_io, close_notify_versus_truncation, .timeout = 20)
+Test(tls_io, close_notify_versus_truncation, .timeout = 60)
 {
     trunc_run t = {0};
     io_run r = {.user = &t};
@@ -374,7 +374,7 @@ static void held_fn(io_run *r)
     h->poll_after = weft_sock_poll(r->p.cli, WEFT_POLL_IN, 50);
 }
 
-Test(tls_io, held_records_served_at_once, .timeout = 20)
+Test(tls_io, held_records_served_at_once, .timeout = 60)
 {
     held_run h = {0};
     io_run r = {.user = &h};
@@ -385,7 +385,7 @@ Test(tls_io, held_records_served_at_once, .timeout = 20)
                  weft_err_name((int)h.zero_timeout));
     cr_assert_eq(h.rest_rc, 0, "rest: %s", weft_err_name((int)h.rest_rc));
     cr_assert_eq(h.rest, 28u);
-    cr_assert_lt(h.rest_ms, 200, "waited %lld ms for data already there", (long long)h.rest_ms);
+    cr_assert_lt(h.rest_ms, LATE_MS, "waited %lld ms for data already there", (long long)h.rest_ms);
     cr_assert_eq(h.poll_after, -ETIMEDOUT);
 }
 
@@ -430,7 +430,7 @@ static void turns_fn(io_run *r)
     weft_join(ids[1], -1);
 }
 
-Test(tls_io, readers_take_turns_on_held_records, .timeout = 20)
+Test(tls_io, readers_take_turns_on_held_records, .timeout = 60)
 {
     turns_run tr = {0};
     io_run r = {.user = &tr};
@@ -490,7 +490,7 @@ static void vec_fn(io_run *r)
     v->short_rc = weft_recvn(r->p.srv, dst, 10, 2000);
 }
 
-Test(tls_io, sendv_recvv_recvn, .timeout = 20)
+Test(tls_io, sendv_recvv_recvn, .timeout = 60)
 {
     vec_run v = {0};
     io_run r = {.user = &v};
@@ -534,14 +534,14 @@ static void tmo_fn(io_run *r)
     t->after_cancel = weft_recvn(r->p.cli, buf, 5, 1000);
 }
 
-Test(tls_io, timeout_and_cancel_leave_it_usable, .timeout = 20)
+Test(tls_io, timeout_and_cancel_leave_it_usable, .timeout = 60)
 {
     tmo_run t = {0};
     io_run r = {.user = &t};
     run_io(&r, tmo_fn);
     cr_assert_eq(t.timed, -ETIMEDOUT);
     cr_assert_geq(t.timed_ms, 100);
-    cr_assert_lt(t.timed_ms, 600);
+    cr_assert_lt(t.timed_ms, 100 + LATE_MS);
     cr_assert_eq(t.after, 5);
     cr_assert_eq(t.cancelled, -ECANCELED);
     cr_assert_eq(t.after_cancel, 5);
@@ -589,7 +589,7 @@ static void cw_fn(io_run *r)
         weft_join(ids[i], 2000);
 }
 
-Test(tls_io, close_wakes_reader_poller_sender, .timeout = 20)
+Test(tls_io, close_wakes_reader_poller_sender, .timeout = 60)
 {
     cw_run c = {.rc = {-999, -999, -999}};
     io_run r = {.user = &c};
@@ -650,7 +650,7 @@ static int unix_main(void *arg)
     return 0;
 }
 
-Test(tls_io, over_unix_socketpair, .timeout = 20)
+Test(tls_io, over_unix_socketpair, .timeout = 60)
 {
     int fds = count_fds();
     unix_run u = {0};
@@ -705,7 +705,7 @@ static void *block_thread(void *arg)
     return NULL;
 }
 
-Test(tls_io, blocking_client_outside_coroutines, .timeout = 30)
+Test(tls_io, blocking_client_outside_coroutines, .timeout = 90)
 {
     int fds = count_fds();
     block_run b = {0};
@@ -766,7 +766,7 @@ static void fault_fn(io_run *r)
     weft_fault_clear();
 }
 
-Test(tls_io, injected_reset_and_epipe, .timeout = 20)
+Test(tls_io, injected_reset_and_epipe, .timeout = 60)
 {
     fault_run f = {0};
     io_run r = {.user = &f};
@@ -796,7 +796,7 @@ static void shrd_fn(io_run *r)
     s->poll_rc = weft_sock_poll(r->p.cli, WEFT_POLL_IN, 0);
 }
 
-Test(tls_io, shutdown_rd, .timeout = 20)
+Test(tls_io, shutdown_rd, .timeout = 60)
 {
     shrd_run s = {0};
     io_run r = {.user = &s};
@@ -841,7 +841,7 @@ static void pb_fn(io_run *r)
     r->p.cli = NULL;
 }
 
-Test(tls_io, poll_both_directions, .timeout = 20)
+Test(tls_io, poll_both_directions, .timeout = 60)
 {
     pb_run b = {0};
     io_run r = {.user = &b};

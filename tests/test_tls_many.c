@@ -121,7 +121,7 @@ static int many_main(void *arg)
     return 0;
 }
 
-Test(tls_many, thousand_connections_at_once, .timeout = 120)
+Test(tls_many, thousand_connections_at_once, .timeout = 360)
 {
     if (raise_nofile() < 2 * CONNS + 64)
         cr_skip_test("RLIMIT_NOFILE too low for %d connections", CONNS);

@@ -143,12 +143,12 @@ static void against_rev(const char *version)
     cr_assert_eq(ERR_peek_error(), 0ul);
 }
 
-Test(tls_openssl, client_vs_s_server_tls12, .timeout = 60)
+Test(tls_openssl, client_vs_s_server_tls12, .timeout = 180)
 {
     against_rev("-tls1_2");
 }
 
-Test(tls_openssl, client_vs_s_server_tls13, .timeout = 60)
+Test(tls_openssl, client_vs_s_server_tls13, .timeout = 180)
 {
     against_rev("-tls1_3");
 }
@@ -185,7 +185,7 @@ static int plain_main(void *arg)
     return 0;
 }
 
-Test(tls_openssl, close_notify_and_truncation_with_s_server, .timeout = 30)
+Test(tls_openssl, close_notify_and_truncation_with_s_server, .timeout = 90)
 {
     int fds = count_fds();
     plain_run p = {.out = cert("plain.out")};
@@ -266,12 +266,12 @@ static void resume_www(const char *version, const char *name)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(tls_openssl, resumption_with_s_server_tls13, .timeout = 30)
+Test(tls_openssl, resumption_with_s_server_tls13, .timeout = 90)
 {
     resume_www("-tls1_3", "TLSv1.3");
 }
 
-Test(tls_openssl, resumption_with_s_server_tls12, .timeout = 30)
+Test(tls_openssl, resumption_with_s_server_tls12, .timeout = 90)
 {
     resume_www("-tls1_2", "TLSv1.2");
 }
@@ -406,7 +406,7 @@ static bool out_has(const sc_case *c, const char *needle)
     return yes;
 }
 
-Test(tls_openssl, s_client_sni_picks_certificate, .timeout = 60)
+Test(tls_openssl, s_client_sni_picks_certificate, .timeout = 180)
 {
     weft_tls_ctx *s;
     cr_assert_eq(ctx_server(&s, "srv", NULL), 0);
@@ -433,7 +433,7 @@ Test(tls_openssl, s_client_sni_picks_certificate, .timeout = 60)
     cr_assert(out_has(&c[2], "closed"), "s_client did not see close_notify: %s", c[2].out);
 }
 
-Test(tls_openssl, s_client_certificate, .timeout = 60)
+Test(tls_openssl, s_client_certificate, .timeout = 180)
 {
     weft_tls_ctx *s;
     weft_tls_opts o = {.verify_peer = 1};
@@ -453,7 +453,7 @@ Test(tls_openssl, s_client_certificate, .timeout = 60)
                  weft_err_name(c[1].wrap_rc));
 }
 
-Test(tls_openssl, s_client_versions, .timeout = 60)
+Test(tls_openssl, s_client_versions, .timeout = 180)
 {
     weft_tls_ctx *s;
     cr_assert_eq(ctx_server(&s, "srv", NULL), 0);

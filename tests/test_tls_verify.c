@@ -92,7 +92,7 @@ static void run_hs(hs *h)
 
 /* ---- failures, each with its code --------------------------------------------------------- */
 
-Test(tls_verify, untrusted_ca, .timeout = 20)
+Test(tls_verify, untrusted_ca, .timeout = 60)
 {
     hs h = {.srv_cert = "rogue"};
     run_hs(&h);
@@ -103,7 +103,7 @@ Test(tls_verify, untrusted_ca, .timeout = 20)
     cr_assert(strstr(h.srv_msg, "unknown ca"), "server's reason: %s", h.srv_msg);
 }
 
-Test(tls_verify, self_signed, .timeout = 20)
+Test(tls_verify, self_signed, .timeout = 60)
 {
     hs h = {.srv_cert = "self"};
     run_hs(&h);
@@ -113,7 +113,7 @@ Test(tls_verify, self_signed, .timeout = 20)
     cr_assert_eq(h.srv_rc, WEFT_ETLS_ALERT, "server: %s", weft_err_name(h.srv_rc));
 }
 
-Test(tls_verify, wrong_ip_address, .timeout = 20)
+Test(tls_verify, wrong_ip_address, .timeout = 60)
 {
     hs h = {.srv_cert = "other"}; /* connect to 127.0.0.1: not in its SANs */
     run_hs(&h);
@@ -121,7 +121,7 @@ Test(tls_verify, wrong_ip_address, .timeout = 20)
     cr_assert(strstr(h.cli_msg, "IP address mismatch"), "reason: %s", h.cli_msg);
 }
 
-Test(tls_verify, wrong_host_name, .timeout = 20)
+Test(tls_verify, wrong_host_name, .timeout = 60)
 {
     hs h = {.srv_cert = "other", .servername = "localhost"};
     run_hs(&h);
@@ -130,7 +130,7 @@ Test(tls_verify, wrong_host_name, .timeout = 20)
     cr_assert_eq(h.srv_rc, WEFT_ETLS_ALERT, "server: %s", weft_err_name(h.srv_rc));
 }
 
-Test(tls_verify, expired, .timeout = 20)
+Test(tls_verify, expired, .timeout = 60)
 {
     hs h = {.srv_cert = "expired"};
     run_hs(&h);
@@ -140,7 +140,7 @@ Test(tls_verify, expired, .timeout = 20)
     cr_assert(strstr(h.srv_msg, "expired"), "server's reason: %s", h.srv_msg);
 }
 
-Test(tls_verify, wrong_host_name_by_connect, .timeout = 20)
+Test(tls_verify, wrong_host_name_by_connect, .timeout = 60)
 {
     /* weft_tls_connect to a name (from /etc/hosts): the name is what is
      * verified, not the address it resolved to. */
@@ -152,7 +152,7 @@ Test(tls_verify, wrong_host_name_by_connect, .timeout = 20)
 
 /* ---- what verification accepts ----------------------------------------------------------- */
 
-Test(tls_verify, host_name_by_connect, .timeout = 20)
+Test(tls_verify, host_name_by_connect, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .host = "localhost"};
     run_hs(&h);
@@ -161,7 +161,7 @@ Test(tls_verify, host_name_by_connect, .timeout = 20)
     cr_assert_eq(h.echo, 2);
 }
 
-Test(tls_verify, ip_address_in_san, .timeout = 20)
+Test(tls_verify, ip_address_in_san, .timeout = 60)
 {
     hs h = {.srv_cert = "srv"}; /* weft_tls_connect to "127.0.0.1" */
     run_hs(&h);
@@ -172,7 +172,7 @@ Test(tls_verify, ip_address_in_san, .timeout = 20)
     cr_assert_eq(h.echo, 2);
 }
 
-Test(tls_verify, host_name_by_wrap, .timeout = 20)
+Test(tls_verify, host_name_by_wrap, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .servername = "localhost"};
     run_hs(&h);
@@ -181,7 +181,7 @@ Test(tls_verify, host_name_by_wrap, .timeout = 20)
     cr_assert_eq(h.echo, 2);
 }
 
-Test(tls_verify, no_verify_accepts_self_signed, .timeout = 20)
+Test(tls_verify, no_verify_accepts_self_signed, .timeout = 60)
 {
     hs h = {.srv_cert = "self", .copts = {.no_verify = 1}};
     run_hs(&h);
@@ -215,7 +215,7 @@ static int nullname_main(void *arg)
     return 0;
 }
 
-Test(tls_verify, null_servername_needs_no_verify, .timeout = 20)
+Test(tls_verify, null_servername_needs_no_verify, .timeout = 60)
 {
     int fds = count_fds();
     nullname_run n = {0};
@@ -255,7 +255,7 @@ static int sni_main(void *arg)
     return 0;
 }
 
-Test(tls_verify, sni_picks_certificate, .timeout = 20)
+Test(tls_verify, sni_picks_certificate, .timeout = 60)
 {
     int fds = count_fds();
     sni_run s = {.names = {"localhost", "alt.test", "www.alt.test", "127.0.0.1"}};
@@ -280,7 +280,7 @@ Test(tls_verify, sni_picks_certificate, .timeout = 20)
 
 /* ---- ALPN and versions ---------------------------------------------------------------------- */
 
-Test(tls_verify, alpn_server_preference, .timeout = 20)
+Test(tls_verify, alpn_server_preference, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.alpn = "h2,http/1.1"}, .copts = {.alpn = "http/1.1,h2"}};
     run_hs(&h);
@@ -289,7 +289,7 @@ Test(tls_verify, alpn_server_preference, .timeout = 20)
     cr_assert_str_eq(h.srv_alpn, "h2");
 }
 
-Test(tls_verify, alpn_nothing_in_common, .timeout = 20)
+Test(tls_verify, alpn_nothing_in_common, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.alpn = "h2"}, .copts = {.alpn = "imap"}};
     run_hs(&h);
@@ -299,7 +299,7 @@ Test(tls_verify, alpn_nothing_in_common, .timeout = 20)
     cr_assert_eq(h.echo, 2);
 }
 
-Test(tls_verify, no_shared_version, .timeout = 20)
+Test(tls_verify, no_shared_version, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.min_version = 0x0304}, .copts = {.max_version = 0x0303}};
     run_hs(&h);
@@ -309,7 +309,7 @@ Test(tls_verify, no_shared_version, .timeout = 20)
     cr_assert(strstr(h.cli_msg, "protocol version"), "%s", h.cli_msg);
 }
 
-Test(tls_verify, tls12_both_sides, .timeout = 20)
+Test(tls_verify, tls12_both_sides, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.max_version = 0x0303}, .copts = {.alpn = "x"}};
     run_hs(&h);
@@ -320,7 +320,7 @@ Test(tls_verify, tls12_both_sides, .timeout = 20)
 /* ---- client certificates ----------------------------------------------------------------------
  */
 
-Test(tls_verify, client_certificate, .timeout = 20)
+Test(tls_verify, client_certificate, .timeout = 60)
 {
     hs h = {.srv_cert = "srv",
             .sopts = {.verify_peer = 1, .ca_file = NULL},
@@ -335,7 +335,7 @@ Test(tls_verify, client_certificate, .timeout = 20)
     cr_assert_eq(h.echo, 2);
 }
 
-Test(tls_verify, client_certificate_missing, .timeout = 20)
+Test(tls_verify, client_certificate_missing, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.verify_peer = 1}};
     h.sopts.ca_file = cert("ca.pem");
@@ -348,7 +348,7 @@ Test(tls_verify, client_certificate_missing, .timeout = 20)
                  h.cli_msg);
 }
 
-Test(tls_verify, client_certificate_untrusted, .timeout = 20)
+Test(tls_verify, client_certificate_untrusted, .timeout = 60)
 {
     hs h = {.srv_cert = "srv", .sopts = {.verify_peer = 1}};
     h.sopts.ca_file = cert("ca.pem");
@@ -436,12 +436,12 @@ static void resumption(int max_version)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(tls_verify, resumption_tls13, .timeout = 20)
+Test(tls_verify, resumption_tls13, .timeout = 60)
 {
     resumption(0);
 }
 
-Test(tls_verify, resumption_tls12, .timeout = 20)
+Test(tls_verify, resumption_tls12, .timeout = 60)
 {
     resumption(0x0303);
 }

@@ -258,7 +258,7 @@ static void rt_main(void *arg)
     CHECK(weft_close(r->cli), 0, "close client");
 }
 
-Test(udp, roundtrip_v4_boundaries, .timeout = 30)
+Test(udp, roundtrip_v4_boundaries, .timeout = 90)
 {
     int fds = count_fds();
     rt_run r = {.host = V4};
@@ -267,7 +267,7 @@ Test(udp, roundtrip_v4_boundaries, .timeout = 30)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(udp, roundtrip_v6_boundaries, .timeout = 30)
+Test(udp, roundtrip_v6_boundaries, .timeout = 90)
 {
     int fds = count_fds();
     rt_run r = {.host = V6};
@@ -301,7 +301,7 @@ static void dual_stack(void *unused)
     weft_close(cli);
 }
 
-Test(udp, dual_stack_socket_takes_ipv4, .timeout = 10)
+Test(udp, dual_stack_socket_takes_ipv4, .timeout = 30)
 {
     int fds = count_fds();
     in_loop(dual_stack, NULL);
@@ -371,7 +371,7 @@ static void truncation(void *unused)
     weft_close(b);
 }
 
-Test(udp, truncation_reported_by_every_receive, .timeout = 10)
+Test(udp, truncation_reported_by_every_receive, .timeout = 30)
 {
     int fds = count_fds();
     in_loop(truncation, NULL);
@@ -418,7 +418,7 @@ static void too_big(void *arg)
     weft_close(b);
 }
 
-Test(udp, too_big_is_emsgsize, .timeout = 10)
+Test(udp, too_big_is_emsgsize, .timeout = 30)
 {
     int fds = count_fds();
     in_loop(too_big, V4);
@@ -569,7 +569,7 @@ static void mm_main(void *arg)
     weft_close(r->rx);
 }
 
-Test(udp, mmsg_100k_datagrams_none_lost, .timeout = 120)
+Test(udp, mmsg_100k_datagrams_none_lost, .timeout = 360)
 {
     int fds = count_fds();
     mm_run r = {0};
@@ -717,7 +717,7 @@ static void gso_scenario(void *arg)
     weft_close(rx);
 }
 
-Test(udp, gso_runs_keep_boundaries_and_fall_back, .timeout = 20)
+Test(udp, gso_runs_keep_boundaries_and_fall_back, .timeout = 60)
 {
     int fds = count_fds();
     gso_run_t g = {.gso = kernel_has_gso()};
@@ -784,7 +784,7 @@ static void unix_dgram(void *arg)
     CHECK(weft_close(u->b), 0, "close b");
 }
 
-Test(dgram, unix_socketpair_batches_and_truncation, .timeout = 10)
+Test(dgram, unix_socketpair_batches_and_truncation, .timeout = 30)
 {
     int fds = count_fds();
     unix_run u;
@@ -845,7 +845,7 @@ static void reconnect(void *unused)
     weft_close(pb);
 }
 
-Test(udp, connected_reconnect_and_disconnect, .timeout = 10)
+Test(udp, connected_reconnect_and_disconnect, .timeout = 30)
 {
     int fds = count_fds();
     in_loop(reconnect, NULL);
@@ -918,7 +918,7 @@ static void refused_co(void *arg)
     weft_close(r->c);
 }
 
-Test(udp, connected_send_to_closed_port_is_refused, .timeout = 20)
+Test(udp, connected_send_to_closed_port_is_refused, .timeout = 60)
 {
     int fds = count_fds();
     refused_run r = {.port = closed_port()};
@@ -979,7 +979,7 @@ static void timeouts(void *unused)
     weft_close(b);
 }
 
-Test(udp, receive_timeouts, .timeout = 20)
+Test(udp, receive_timeouts, .timeout = 60)
 {
     int fds = count_fds();
     in_loop(timeouts, NULL);
@@ -1045,7 +1045,7 @@ static void cancel_scenario(void *arg)
     weft_close(w->peer);
 }
 
-Test(udp, cancel_waiting_recvfrom_and_recvmmsg, .timeout = 20)
+Test(udp, cancel_waiting_recvfrom_and_recvmmsg, .timeout = 60)
 {
     int fds = count_fds();
     wait_run w = {.batch = false};
@@ -1074,7 +1074,7 @@ static void close_scenario(void *arg)
     CHECK_IN(w->ms[1], 20, 1000, "second woke after (ms)");
 }
 
-Test(udp, close_under_waiting_receivers, .timeout = 20)
+Test(udp, close_under_waiting_receivers, .timeout = 60)
 {
     int fds = count_fds();
     wait_run w = {.batch = false};
@@ -1137,7 +1137,7 @@ static void edge_scenario(void *arg)
     weft_close(e->tx);
 }
 
-Test(udp, short_reads_strand_nothing, .timeout = 20)
+Test(udp, short_reads_strand_nothing, .timeout = 60)
 {
     int fds = count_fds();
     edge_run e = {.batch = false};
@@ -1221,7 +1221,7 @@ static void mcast_v4(void *arg)
     weft_close(tx);
 }
 
-Test(udp, multicast_v4_on_loopback, .timeout = 20)
+Test(udp, multicast_v4_on_loopback, .timeout = 60)
 {
     int fds = count_fds();
     int fam = AF_INET;
@@ -1234,7 +1234,7 @@ Test(udp, multicast_v4_on_loopback, .timeout = 20)
 
 #define GROUP6 "ff02::114:7"
 
-Test(udp, multicast_v6_on_loopback, .timeout = 20)
+Test(udp, multicast_v6_on_loopback, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *rx, *tx;
@@ -1375,7 +1375,7 @@ static void veth_child(void *arg)
     memcpy(res->checks, checks, (size_t)res->n * sizeof checks[0]);
 }
 
-Test(udp, multicast_v6_over_veth_in_netns, .timeout = 30)
+Test(udp, multicast_v6_over_veth_in_netns, .timeout = 90)
 {
     static veth_result res;
     netns_fork(veth_child, &res, sizeof res, 25);
@@ -1410,7 +1410,7 @@ static void broadcast(void *unused)
     weft_close(tx);
 }
 
-Test(udp, broadcast_option, .timeout = 10)
+Test(udp, broadcast_option, .timeout = 30)
 {
     int fds = count_fds();
     in_loop(broadcast, NULL);
@@ -1420,7 +1420,7 @@ Test(udp, broadcast_option, .timeout = 10)
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
-Test(udp, bad_arguments, .timeout = 10)
+Test(udp, bad_arguments, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *s = UNTOUCHED, *t, *tcp, *l;
@@ -1573,7 +1573,7 @@ static void faults(void *unused)
     (void)pa;
 }
 
-Test(udp, injected_failures_return_the_code_and_leak_nothing, .timeout = 20)
+Test(udp, injected_failures_return_the_code_and_leak_nothing, .timeout = 60)
 {
     int fds = count_fds();
     faults(NULL);          /* on the main stack */
@@ -1584,7 +1584,7 @@ Test(udp, injected_failures_return_the_code_and_leak_nothing, .timeout = 20)
 
 /* ---- outside any coroutine ----------------------------------------------------------- */
 
-Test(udp, plain_thread_exchange_without_a_loop, .timeout = 20)
+Test(udp, plain_thread_exchange_without_a_loop, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *a, *b;

@@ -258,7 +258,7 @@ static void check_result(const loss_result *res)
     cr_assert_lt(res->total_ms, 60000);
 }
 
-Test(udp_loss, random_drop_filter_30pct, .timeout = 90)
+Test(udp_loss, random_drop_filter_30pct, .timeout = 270)
 {
     int fds = count_fds();
     loss_result res = {0};
@@ -289,7 +289,7 @@ static void netns_child(void *arg)
         res->errors++;
 }
 
-Test(udp_loss, netem_30pct_in_netns, .timeout = 90)
+Test(udp_loss, netem_30pct_in_netns, .timeout = 270)
 {
     loss_result res = {0};
     netns_fork(netns_child, &res, sizeof res, 80);

@@ -162,7 +162,7 @@ static void close_all(int *fds, int n)
 
 /* ---- addresses ----------------------------------------------------------------- */
 
-Test(unixsock, addr_path_and_abstract, .timeout = 10)
+Test(unixsock, addr_path_and_abstract, .timeout = 30)
 {
     const size_t off = offsetof(struct sockaddr_un, sun_path);
     weft_addr a;
@@ -188,7 +188,7 @@ Test(unixsock, addr_path_and_abstract, .timeout = 10)
     cr_assert_str_eq(a.u.un.sun_path, "rel.sock");
 }
 
-Test(unixsock, addr_limits, .timeout = 10)
+Test(unixsock, addr_limits, .timeout = 30)
 {
     const size_t cap = sizeof(((struct sockaddr_un *)0)->sun_path); /* 108 on Linux */
     char p[512];
@@ -228,7 +228,7 @@ Test(unixsock, addr_limits, .timeout = 10)
 }
 
 /* RELIABILITY #34: too long a path is -ENAMETOOLONG from every call. */
-Test(unixsock, path_too_long, .init = tdir_make, .fini = tdir_remove, .timeout = 10)
+Test(unixsock, path_too_long, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
 {
     char p[400];
     int n = snprintf(p, sizeof p, "%s/", tdir);
@@ -323,7 +323,7 @@ static void check_echo(echo_run *r)
     cr_assert_str_eq(r->peer, r->name);
 }
 
-Test(unixsock, echo_over_path, .init = tdir_make, .fini = tdir_remove, .timeout = 20)
+Test(unixsock, echo_over_path, .init = tdir_make, .fini = tdir_remove, .timeout = 60)
 {
     int fds = count_fds();
     echo_run r = {.name = tpath("echo.sock")};
@@ -336,7 +336,7 @@ Test(unixsock, echo_over_path, .init = tdir_make, .fini = tdir_remove, .timeout 
     tdir_assert_empty();
 }
 
-Test(unixsock, echo_over_abstract_name, .timeout = 20)
+Test(unixsock, echo_over_abstract_name, .timeout = 60)
 {
     int fds = count_fds();
     char name[96];
@@ -413,7 +413,7 @@ static int many_main(void *arg)
 }
 
 Test(unixsock, many_connections_small_backlog, .init = tdir_make, .fini = tdir_remove,
-     .timeout = 60)
+     .timeout = 180)
 {
     int fds = count_fds();
     many_run r = {.path = tpath("many.sock")};
@@ -465,7 +465,7 @@ static void check_cerr(const cerr_run *r)
     cr_assert(r->untouched, "*out written on failure");
 }
 
-Test(unixsock, connect_errors, .init = tdir_make, .fini = tdir_remove, .timeout = 20)
+Test(unixsock, connect_errors, .init = tdir_make, .fini = tdir_remove, .timeout = 60)
 {
     int f = open(tpath("regular"), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     cr_assert_geq(f, 0);
@@ -500,7 +500,7 @@ Test(unixsock, connect_errors, .init = tdir_make, .fini = tdir_remove, .timeout 
     tdir_assert_empty();
 }
 
-Test(unixsock, accept_argument_checks, .init = tdir_make, .fini = tdir_remove, .timeout = 10)
+Test(unixsock, accept_argument_checks, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
 {
     weft_sock *p[2], *c = UNTOUCHED;
     cr_assert_eq(weft_socketpair(p, SOCK_STREAM), 0);
@@ -595,7 +595,7 @@ static int dgram_main(void *arg)
     return 0;
 }
 
-Test(unixsock, dgram_bound_and_unbound, .init = tdir_make, .fini = tdir_remove, .timeout = 20)
+Test(unixsock, dgram_bound_and_unbound, .init = tdir_make, .fini = tdir_remove, .timeout = 60)
 {
     int fds = count_fds();
     dg_run r = {.pa = tpath("a.sock"), .pb = tpath("b.sock")};
@@ -625,7 +625,7 @@ Test(unixsock, dgram_bound_and_unbound, .init = tdir_make, .fini = tdir_remove, 
     tdir_assert_empty();
 }
 
-Test(unixsock, dgram_open_errors, .init = tdir_make, .fini = tdir_remove, .timeout = 10)
+Test(unixsock, dgram_open_errors, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *a, *b = UNTOUCHED;
@@ -645,7 +645,7 @@ Test(unixsock, dgram_open_errors, .init = tdir_make, .fini = tdir_remove, .timeo
 
 /* ---- socketpairs ------------------------------------------------------------------------- */
 
-Test(unixsock, socketpair_stream, .timeout = 10)
+Test(unixsock, socketpair_stream, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -669,7 +669,7 @@ Test(unixsock, socketpair_stream, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(unixsock, socketpair_dgram, .timeout = 10)
+Test(unixsock, socketpair_dgram, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -694,7 +694,7 @@ Test(unixsock, socketpair_dgram, .timeout = 10)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(unixsock, socketpair_bad_type, .timeout = 10)
+Test(unixsock, socketpair_bad_type, .timeout = 30)
 {
     int fds = count_fds();
     weft_sock *p[2] = {UNTOUCHED, UNTOUCHED};
@@ -769,7 +769,7 @@ static void pass_pipe(weft_sock *tx, weft_sock *rx, bool in_co)
     close(pfd[0]);
 }
 
-Test(unixsock, pass_fd_socketpair_stream, .timeout = 20)
+Test(unixsock, pass_fd_socketpair_stream, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -781,7 +781,7 @@ Test(unixsock, pass_fd_socketpair_stream, .timeout = 20)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(unixsock, pass_fd_socketpair_dgram, .timeout = 20)
+Test(unixsock, pass_fd_socketpair_dgram, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -813,7 +813,7 @@ static int conn_pair_main(void *arg)
     return 0;
 }
 
-Test(unixsock, pass_fd_over_path_connection, .init = tdir_make, .fini = tdir_remove, .timeout = 20)
+Test(unixsock, pass_fd_over_path_connection, .init = tdir_make, .fini = tdir_remove, .timeout = 60)
 {
     int fds = count_fds();
     conn_pair cp = {.path = tpath("fd.sock")};
@@ -842,7 +842,7 @@ Test(unixsock, pass_fd_over_path_connection, .init = tdir_make, .fini = tdir_rem
     tdir_assert_empty();
 }
 
-Test(unixsock, recv_fd_odd_messages, .timeout = 20)
+Test(unixsock, recv_fd_odd_messages, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -891,7 +891,7 @@ Test(unixsock, recv_fd_odd_messages, .timeout = 20)
     cr_assert_eq(count_fds(), fds);
 }
 
-Test(unixsock, send_fd_errors, .timeout = 20)
+Test(unixsock, send_fd_errors, .timeout = 60)
 {
     int fds = count_fds();
     weft_sock *p[2];
@@ -968,7 +968,7 @@ static void check_timeouts(const to_run *r)
               (long long)r->connect_ms);
 }
 
-Test(unixsock, accept_and_connect_timeouts, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
+Test(unixsock, accept_and_connect_timeouts, .init = tdir_make, .fini = tdir_remove, .timeout = 90)
 {
     int fds = count_fds();
     /* An empty listener for accept to wait on, a full one for connect. */
@@ -1025,7 +1025,7 @@ static int room_main(void *arg)
     return 0;
 }
 
-Test(unixsock, connect_waits_for_room, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
+Test(unixsock, connect_waits_for_room, .init = tdir_make, .fini = tdir_remove, .timeout = 90)
 {
     int fds = count_fds();
     room_run r = {.path = tpath("room.sock")};
@@ -1106,7 +1106,7 @@ static int cancel_main(void *arg)
 }
 
 Test(unixsock, cancel_and_close_under_waiters, .init = tdir_make, .fini = tdir_remove,
-     .timeout = 30)
+     .timeout = 90)
 {
     int fds = count_fds();
     /* Two listeners: an empty one whose accept waits, a full one whose
@@ -1220,7 +1220,7 @@ static void check_faults(const fault_run *r)
     cr_assert(!r->files_left, "a failed listen/open left its socket file");
 }
 
-Test(unixsock, fault_injection, .init = tdir_make, .fini = tdir_remove, .timeout = 30)
+Test(unixsock, fault_injection, .init = tdir_make, .fini = tdir_remove, .timeout = 90)
 {
     int fds = count_fds();
     fault_run r = {0};
@@ -1237,7 +1237,7 @@ Test(unixsock, fault_injection, .init = tdir_make, .fini = tdir_remove, .timeout
 
 /* ---- outside any coroutine -------------------------------------------------------------- */
 
-Test(unixsock, plain_thread_exchange, .init = tdir_make, .fini = tdir_remove, .timeout = 20)
+Test(unixsock, plain_thread_exchange, .init = tdir_make, .fini = tdir_remove, .timeout = 60)
 {
     int fds = count_fds();
     const char *path = tpath("plain.sock");
