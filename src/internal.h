@@ -57,7 +57,6 @@ typedef struct weft__ctx {
                            * step, a coroutine's saved when it suspends */
 #else
     void *sp;
-    uint32_t fp_words[2]; /* unused */
 #endif
 } weft__ctx;
 
@@ -103,9 +102,6 @@ void weft__fiber_entered(weft__fiber *self, weft__fiber *from);
 /* Frees f's stack (to the pool) once it has exited or never started. */
 void weft__fiber_release(weft__fiber *f);
 
-/* Caches the running thread's floating-point control words in loop_ctx,
- * for weft__fiber_resume/suspend; called at the start of each step. */
-void weft__fiber_capture_fp(weft__fiber *loop);
 
 /* Low level, used by the fiber layer.  weft__ctx_resume (loop -> coroutine)
  * and weft__ctx_suspend (coroutine -> loop) are the scheduler's pair; on

@@ -32,20 +32,6 @@ int weft__fiber_start(weft__fiber *f, size_t size, void (*entry)(void *), void *
     return 0;
 }
 
-void weft__fiber_capture_fp(weft__fiber *loop)
-{
-#ifdef WEFT__SWITCH_INLINE
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    loop->ctx.fp_words[0] = mxcsr;
-    loop->ctx.fp_words[1] = fpucw;
-#else
-    (void)loop;
-#endif
-}
-
 void weft__fiber_entered(weft__fiber *self, weft__fiber *from)
 {
     weft__fiber_after(self, from);

@@ -61,6 +61,22 @@ static inline void weft__fiber_after(weft__fiber *self, weft__fiber *from)
     (void)self, (void)from;
 }
 
+/* Caches the running thread's floating-point control words in the loop's
+ * context, which the x86-64 switch compares a coroutine's with; called at
+ * the start of each step's run.  Nothing to do for the other switches. */
+static inline void weft__fiber_capture_fp(weft__fiber *loop)
+{
+#ifdef WEFT__SWITCH_INLINE
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+    loop->ctx.fp_words[0] = mxcsr;
+    loop->ctx.fp_words[1] = fpucw;
+#endif
+    (void)loop;
+}
+
 /* Loop -> coroutine; returns when the coroutine suspends or exits. */
 static inline void weft__fiber_resume(weft__fiber *loop, weft__fiber *co)
 {
