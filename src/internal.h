@@ -27,6 +27,7 @@
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 typedef struct weft__co weft__co;
+typedef struct weft__timer weft__timer;
 typedef struct weft__wait weft__wait;
 typedef struct weft__waitq weft__waitq;
 typedef struct weft__stack weft__stack;
@@ -36,6 +37,8 @@ typedef struct weft__backend weft__backend;
 typedef struct weft__pollent {
     int fd;
     void (*on_event)(struct weft__pollent *e, int events);
+    weft__waitq *inq; /* who an input event will wake, if anyone: the poller
+                       * starts loading it before dispatching a batch */
 } weft__pollent;
 
 /* ---- coroutines (src/coro/) ------------------------------------------- */
@@ -127,13 +130,21 @@ void weft__overflow_thread_fini(void);
 
 /* ---- waiting (src/sched/) --------------------------------------------- */
 
-/* One blocked coroutine.  Lives on the blocked coroutine's stack for the
- * duration of the wait, so nothing is allocated per wait. */
-struct weft__wait {
-    weft__co *co;
+/* An entry of the loop's timer heap: a parked coroutine's deadline (fire
+ * NULL: the coroutine wakes with -ETIMEDOUT), or a loop timer, whose fire
+ * runs in the loop, outside any coroutine, once the deadline has passed. */
+struct weft__timer {
     int64_t deadline;     /* ns, WEFT__NEVER = none */
     size_t heap_idx;      /* position in the timer heap, SIZE_MAX if absent */
     uint64_t heap_seq;    /* FIFO order among equal deadlines */
+    void (*fire)(weft__timer *t);
+};
+
+/* One blocked coroutine.  Lives on the blocked coroutine's stack for the
+ * duration of the wait, so nothing is allocated per wait. */
+struct weft__wait {
+    weft__timer tm;       /* first member: the heap holds &w->tm */
+    weft__co *co;
     weft__waitq *q;       /* queue it is linked on, NULL if none */
     weft__wait *next, *prev;
     weft__wait *twin;     /* a second queue entry woken together with this one */
@@ -146,7 +157,7 @@ struct weft__waitq {
 };
 
 typedef struct weft__timers {
-    weft__wait **heap;
+    weft__timer **heap;
     size_t len, cap;
     uint64_t seq;
 } weft__timers;
@@ -183,6 +194,8 @@ typedef struct weft__cotab {
     size_t cap, len;
 } weft__cotab;
 
+#define WEFT__EXT_MAX 16
+
 typedef struct weft__post {
     void (*fn)(void *);
     void *arg;
@@ -210,12 +223,12 @@ struct weft_loop {
     bool wake_armed;          /* a write to it is pending (under post_lock) */
     weft__pollent timer_pe;   /* timerfd, made once weft_loop_fd is asked for */
     int64_t timer_fd_at;
-    weft_sock *socks;         /* sockets armed on this loop */
-    void *names_ares;          /* resolver state (src/net/resolve_*.c), NULL until used */
-    void *names_system;
-    char *dns_servers;         /* the config's resolver settings, copied */
-    int dns_timeout_ms, dns_tries;
-    bool system_resolver;
+    struct {                  /* the layers' per-loop state (weft__loop_ext) */
+        void *state;
+        void (*free)(weft_loop *l, void *state);
+    } ext[WEFT__EXT_MAX];
+    unsigned char ext_order[WEFT__EXT_MAX]; /* key indices, in the order set */
+    unsigned ext_len;
     /* cross-thread posts */
     void *post_lock;          /* pthread_mutex_t * */
     weft__post *post_head, *post_tail;
@@ -262,10 +275,56 @@ void weft__wake_all(weft__waitq *q, int result);
 void weft__ready(weft_loop *l, weft__co *co);
 
 /* Timer heap. */
-int weft__timer_add(weft__timers *t, weft__wait *w);
-void weft__timer_del(weft__timers *t, weft__wait *w);
-weft__wait *weft__timer_peek(const weft__timers *t);
+int weft__timer_add(weft__timers *t, weft__timer *w);
+void weft__timer_del(weft__timers *t, weft__timer *w);
+weft__timer *weft__timer_peek(const weft__timers *t);
 void weft__timer_free(weft__timers *t);
+
+/* ---- extending the loop (layers above the scheduler) -------------------- */
+
+/* Loop timers: work that no coroutine waits for.  fire(t) runs in the loop,
+ * outside any coroutine, at the first step after the deadline, once per
+ * weft__timer_set; it may set t again.  A loop timer does not keep the
+ * loop alive (weft_loop_run returns once no coroutine is left).  Stop or
+ * let fire every timer before freeing its memory. */
+void weft__timer_init(weft__timer *t, void (*fire)(weft__timer *t));
+/* (Re)arms t for deadline (ns; WEFT__NEVER stops it).  Returns 0 or
+ * -ENOMEM (the heap could not grow: t is then stopped). */
+int weft__timer_set(weft_loop *l, weft__timer *t, int64_t deadline);
+void weft__timer_stop(weft_loop *l, weft__timer *t);
+
+/* A layer's per-loop state, found by a key the layer defines once
+ * (static weft__ext_key k = { "name", free_fn };).  The key's index is
+ * assigned at its first use; at most WEFT__EXT_MAX keys in a process. */
+typedef struct weft__ext_key {
+    const char *name;
+    /* Frees state when the loop is freed: after its last coroutine has
+     * finished, before its poller closes; latest set, first freed. */
+    void (*free)(weft_loop *l, void *state);
+    int idx; /* 1 + index into weft_loop.ext; 0 until first used */
+} weft__ext_key;
+
+/* The state set for key on l, or NULL. */
+static inline void *weft__loop_ext(const weft_loop *l, weft__ext_key *key)
+{
+    int i = __atomic_load_n(&key->idx, __ATOMIC_ACQUIRE);
+    return i ? l->ext[i - 1].state : NULL;
+}
+/* Sets l's state for key (once; the free hook runs at weft_loop_free).
+ * Returns 0, -EEXIST (already set), -ENOSPC (too many keys). */
+int weft__loop_ext_set(weft_loop *l, weft__ext_key *key, void *state);
+
+/* The layers above the scheduler that take part in making a loop, in
+ * order (src/modules.c): each checks its part of the config and may set
+ * its per-loop state.  The scheduler calls them; it knows nothing else of
+ * them. */
+typedef struct weft__module {
+    const char *name;
+    /* Returns 0, or an error weft_loop_new then returns (-EINVAL for a bad
+     * setting, -ENOMEM). */
+    int (*loop_init)(weft_loop *l, const weft_config *cfg);
+} weft__module;
+extern const weft__module *const weft__modules[]; /* NULL-terminated */
 
 /* ---- the poller interface (src/sched/poll_*.c) -------------------------- */
 
@@ -285,108 +344,12 @@ struct weft__backend {
     int (*wait)(weft_loop *l, int timeout_ms);
     /* A descriptor that is readable when wait would report something. */
     int (*fd)(weft_loop *l);
+    /* Sets the events of an armed entry anew.  Edge-triggered, the poller
+     * reports each event that holds now once more, even if it held before:
+     * for interest that arrives after the edge was consumed. */
+    int (*rearm)(weft_loop *l, weft__pollent *e, int events);
 };
 
 extern const weft__backend weft__backend_epoll;
-
-/* Starts loading what an event on e will touch next (the waiting
- * coroutine's wait record), when e is a socket. */
-void weft__pollent_prefetch(weft__pollent *e);
-
-/* ---- sockets (src/net/) ------------------------------------------------ */
-
-/* Copies cfg's resolver settings into l.  Returns 0, -EINVAL (unknown
- * resolver), -ENOMEM. */
-int weft__names_config(weft_loop *l, const weft_config *cfg);
-/* Ends l's lookups still in flight and frees its resolver state; called by
- * weft_loop_free once no coroutine is left. */
-void weft__names_free(weft_loop *l);
-/* weft_resolve with an absolute deadline (ns). */
-int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
-                  const weft_hints *hints, int64_t deadline);
-/* Connects to a name: looks it up, then races the addresses (Happy
- * Eyeballs, RFC 8305) before deadline.  Returns 0 or an error of
- * weft_tcp_connect or weft_resolve. */
-int weft__connect_name(weft_sock **out, const char *host, int port, int64_t deadline);
-
-enum {
-    WEFT__SOCK_STREAM = 1,   /* byte stream: a short read means drained */
-    WEFT__SOCK_LISTEN = 2,
-    WEFT__SOCK_FDBLOCK = 4,  /* the fd itself is in blocking mode */
-    WEFT__SOCK_DGRAM = 8,    /* datagrams: receives report truncation */
-    WEFT__SOCK_GSO = 16,     /* UDP GSO known to work here */
-    WEFT__SOCK_NOGSO = 32,   /* ... known not to: send datagrams one by one */
-};
-
-/* A layer over the descriptor (TLS): when a socket has ops, the public
- * data calls go through them instead of the plain syscalls.  close runs
- * first thing in weft__sock_close (it may wait, bounded) and frees the
- * layer's state; the socket core then closes the descriptor. */
-typedef struct weft__sock_ops {
-    ssize_t (*recv)(weft_sock *s, void *buf, size_t n, bool all, int64_t timeout_ms);
-    ssize_t (*recvv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
-    ssize_t (*sendv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
-    int (*poll)(weft_sock *s, int events, int64_t timeout_ms);
-    int (*shutdown)(weft_sock *s, int how);
-    void (*close)(weft_sock *s, bool reset);
-} weft__sock_ops;
-
-struct weft_sock {
-    weft__pollent pe;        /* pe.fd is the descriptor; first member */
-    weft_loop *loop;         /* loop it is armed on, NULL before the first wait */
-    unsigned flags;
-    bool rready, wready;     /* cached edge-triggered readiness */
-    bool rhup;               /* the poller saw the peer's FIN or an error:
-                              * from then on reads never wait for an edge */
-    bool closed;
-    bool rbusy, wbusy;       /* a receiver / sender holds the direction */
-    int refs;                /* calls in progress; free waits for 0 */
-    weft__waitq rq, wq;      /* waiting for readiness */
-    weft__waitq rlock, wlock; /* waiting for their turn */
-    size_t sent;
-    weft_sock *lnext, *lprev; /* the loop's list of armed sockets */
-    const weft__sock_ops *ops; /* NULL: plain descriptor */
-    void *layer;               /* the ops' state */
-};
-
-/* Waits until s is ready for dir (WEFT__EV_IN, WEFT__EV_OUT or both) or
- * deadline.  In a coroutine it parks; elsewhere it polls the thread.
- * Returns 0, -ETIMEDOUT, -ECANCELED (cancel or s closed).  The caller
- * holds a reference (s->refs) so that a close cannot free s meanwhile. */
-int weft__sock_wait(weft_sock *s, int dir, int64_t deadline);
-/* The same for a caller that holds none: takes one for the wait.  If s was
- * closed meanwhile it returns -ECANCELED and sets *gone (when gone is not
- * NULL), and s must not be touched again. */
-int weft__sock_wait_held(weft_sock *s, int dir, int64_t deadline, bool *gone);
-/* One attempt of an operation: >= 0 done; -EAGAIN not ready (wait, then
- * call again); -EINTR call again at once; other negative: failed. */
-typedef ssize_t (*weft__sock_op)(weft_sock *s, void *ctx);
-/* Runs op until it completes, taking s's dir for the duration and waiting
- * for readiness between attempts, within timeout_ms. */
-ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx);
-/* Closes s's descriptor (linger 0 first if reset) and frees s once no call
- * is using it. */
-int weft__sock_close(weft_sock *s, bool reset);
-/* Drops a reference a waiting call took (s->refs++); frees a socket that
- * was closed meanwhile once the last one is gone. */
-void weft__sock_unref(weft_sock *s);
-/* Makes a weft_sock for fd (already non-blocking).  Returns 0 or -ENOMEM. */
-int weft__sock_new(weft_sock **out, int fd, unsigned flags);
-
-/* Waits on a raw descriptor outside a coroutine with poll(); ns deadline. */
-int weft__fd_poll(int fd, int events, int64_t deadline);
-/* The bytes of iovcnt iovecs, or -EINVAL (count out of 0..IOV_MAX, a
- * NULL array, a total past SSIZE_MAX). */
-ssize_t weft__iov_total(const struct iovec *iov, int iovcnt);
-/* Milliseconds left until deadline, as a timeout for another call (-1 for
- * WEFT__NEVER, 0 once passed). */
-int64_t weft__ms_left(int64_t deadline);
-/* Sleeps ms or until deadline on s's receive queue, so that closing s or a
- * cancel ends it early.  Returns 0 when the time is up, or -ECANCELED. */
-int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline);
-/* A new socket of a's family and the given type, connected to a within
- * timeout_ms; closed again on failure.  Returns 0 or weft_connect's and
- * weft_socket's errors. */
-int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms);
 
 #endif /* WEFT_INTERNAL_H */

@@ -3,7 +3,7 @@
  * "fe80::1%eth0" with a port into a weft_addr, and formatting one back.
  * Names are the resolver's business, not this file's.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <arpa/inet.h>
 #include <net/if.h>

@@ -16,7 +16,7 @@
  * single UDP GSO send (one UDP_SEGMENT message the kernel cuts into
  * datagrams) inside the same sendmmsg call as the rest.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <limits.h>
 #include <netinet/in.h>

@@ -2,7 +2,7 @@
  * error.c - names and descriptions for every code weft returns: negative
  * errno values, and weft's own ranges (lookup near -3000, TLS near -4000).
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <string.h>
 

@@ -11,7 +11,7 @@
  * that set's descriptor like on any socket: parked in a coroutine, in
  * poll() on a plain thread.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <stdio.h>
 #include <sys/epoll.h>

@@ -6,7 +6,7 @@
 #ifndef WEFT_NAMES_H
 #define WEFT_NAMES_H
 
-#include "internal.h"
+#include "sock.h"
 
 /* Addresses found for a name (ports 0), without duplicates. */
 typedef struct weft__names_result {
@@ -28,8 +28,21 @@ int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool 
 int weft__system_lookup(weft__names_result *r, const char *name, int family, bool canon,
                         int64_t deadline);
 
-/* Free a loop's state for each, once no coroutine is left on it. */
-void weft__ares_loop_free(weft_loop *l);
-void weft__system_loop_free(weft_loop *l);
+/* The names layer's state on a loop: the config's resolver settings, and
+ * each resolver's own state, made at its first use there. */
+typedef struct weft__names_loop {
+    bool system;       /* lookups go to the system resolver */
+    char *dns_servers; /* copied from the config; NULL = resolv.conf's */
+    int dns_timeout_ms, dns_tries;
+    void *ares;        /* resolve_ares.c's channel */
+    void *sys;         /* resolve_system.c's owner */
+} weft__names_loop;
+
+/* l's names state; NULL when l is NULL. */
+weft__names_loop *weft__names_loop_of(weft_loop *l);
+
+/* Free each resolver's state in n, once no coroutine is left on l. */
+void weft__ares_loop_free(weft_loop *l, weft__names_loop *n);
+void weft__system_loop_free(weft_loop *l, weft__names_loop *n);
 
 #endif /* WEFT_NAMES_H */

@@ -4,7 +4,7 @@
  * datagrams.  On IPv4 each received packet starts with its IP header, on
  * IPv6 it does not (the kernel's rule, not weft's).
  */
-#include "internal.h"
+#include "sock.h"
 
 int weft_raw_open(weft_sock **out, int family, int protocol)
 {

@@ -7,7 +7,7 @@
  * threads (resolve_system.c).  A lookup returns bare addresses; this file
  * turns each into one entry per socket type, with the port set.
  */
-#include "internal.h"
+#include "sock.h"
 #include "names.h"
 
 #include <arpa/inet.h>
@@ -40,30 +40,48 @@ static int system_kind(const char *kind)
 #endif
 }
 
-int weft__names_config(weft_loop *l, const weft_config *cfg)
+static void names_loop_free(weft_loop *l, void *state)
+{
+    weft__names_loop *n = state;
+#ifdef WEFT_WITH_ARES
+    weft__ares_loop_free(l, n);
+#endif
+    weft__system_loop_free(l, n);
+    free(n->dns_servers);
+    free(n);
+}
+
+static weft__ext_key names_key = {"names", names_loop_free, 0};
+
+weft__names_loop *weft__names_loop_of(weft_loop *l)
+{
+    return l ? weft__loop_ext(l, &names_key) : NULL;
+}
+
+/* Checks and copies cfg's resolver settings for the new loop l. */
+static int names_loop_init(weft_loop *l, const weft_config *cfg)
 {
     int sys = system_kind(cfg && cfg->resolver ? cfg->resolver : getenv("WEFT_RESOLVER"));
     if (sys < 0)
         return -EINVAL;
-    l->system_resolver = sys;
     if (cfg && (cfg->dns_timeout_ms < 0 || cfg->dns_tries < 0))
         return -EINVAL;
-    if (cfg && cfg->dns_servers && !(l->dns_servers = strdup(cfg->dns_servers)))
+    weft__names_loop *n = weft__sys_calloc(1, sizeof *n);
+    if (!n)
         return -ENOMEM;
-    l->dns_timeout_ms = cfg ? cfg->dns_timeout_ms : 0;
-    l->dns_tries = cfg ? cfg->dns_tries : 0;
-    return 0;
+    n->system = sys;
+    n->dns_timeout_ms = cfg ? cfg->dns_timeout_ms : 0;
+    n->dns_tries = cfg ? cfg->dns_tries : 0;
+    int rc = -ENOMEM;
+    if ((!cfg || !cfg->dns_servers || (n->dns_servers = strdup(cfg->dns_servers))) &&
+        (rc = weft__loop_ext_set(l, &names_key, n)) == 0)
+        return 0;
+    free(n->dns_servers);
+    free(n);
+    return rc;
 }
 
-void weft__names_free(weft_loop *l)
-{
-#ifdef WEFT_WITH_ARES
-    weft__ares_loop_free(l);
-#endif
-    weft__system_loop_free(l);
-    free(l->dns_servers);
-    l->dns_servers = NULL;
-}
+const weft__module weft__names_module = {"names", names_loop_init};
 
 /* ---- the list ---------------------------------------------------------------- */
 
@@ -394,8 +412,8 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
         int fam = h.family == AF_INET6 && (h.flags & WEFT_AI_V4MAPPED) ? 0 : h.family;
         bool canon = h.flags & WEFT_AI_CANONNAME;
 #ifdef WEFT_WITH_ARES
-        weft_loop *l = weft__tls_loop;
-        if (!(l ? l->system_resolver : system_kind(getenv("WEFT_RESOLVER")) == 1))
+        weft__names_loop *n = weft__names_loop_of(weft__tls_loop);
+        if (!(n ? n->system : system_kind(getenv("WEFT_RESOLVER")) == 1))
             rc = weft__ares_lookup(&r, host, fam, canon, deadline);
         else
 #endif

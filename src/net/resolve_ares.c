@@ -13,7 +13,7 @@
  * Outside any coroutine a lookup gets a channel of its own, driven with
  * poll() on the calling thread and destroyed when the call returns.
  */
-#include "internal.h"
+#include "sock.h"
 #include "names.h"
 
 #include <ares.h>
@@ -131,6 +131,7 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
 
 static int channel_new(channel **out, weft_loop *l)
 {
+    weft__names_loop *n = weft__names_loop_of(l);
     pthread_once(&lib_once, lib_init);
     if (lib_status != ARES_SUCCESS)
         return -ENOMEM;
@@ -145,17 +146,17 @@ static int channel_new(channel **out, weft_loop *l)
     o.flags = ARES_FLAG_NOCHECKRESP;
     o.sock_state_cb = sock_state;
     o.sock_state_cb_data = c;
-    if (l && l->dns_timeout_ms > 0) {
-        o.timeout = l->dns_timeout_ms;
+    if (n && n->dns_timeout_ms > 0) {
+        o.timeout = n->dns_timeout_ms;
         mask |= ARES_OPT_TIMEOUTMS;
     }
-    if (l && l->dns_tries > 0) {
-        o.tries = l->dns_tries;
+    if (n && n->dns_tries > 0) {
+        o.tries = n->dns_tries;
         mask |= ARES_OPT_TRIES;
     }
     int st = ares_init_options(&c->ch, &o, mask);
-    if (st == ARES_SUCCESS && l && l->dns_servers)
-        st = ares_set_servers_ports_csv(c->ch, l->dns_servers);
+    if (st == ARES_SUCCESS && n && n->dns_servers)
+        st = ares_set_servers_ports_csv(c->ch, n->dns_servers);
     if (st != ARES_SUCCESS) {
         if (c->ch)
             ares_destroy(c->ch);
@@ -180,11 +181,12 @@ static void channel_free(channel *c)
     free(c);
 }
 
-void weft__ares_loop_free(weft_loop *l)
+void weft__ares_loop_free(weft_loop *l, weft__names_loop *n)
 {
-    if (l->names_ares)
-        channel_free(l->names_ares);
-    l->names_ares = NULL;
+    (void)l;
+    if (n->ares)
+        channel_free(n->ares);
+    n->ares = NULL;
 }
 
 static void on_result(void *arg, int status, int timeouts, struct ares_addrinfo *res)
@@ -325,13 +327,14 @@ int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool 
         free(q);
         return rc;
     }
-    c = l->names_ares;
+    weft__names_loop *n = weft__names_loop_of(l);
+    c = n->ares;
     if (!c) {
         if ((rc = channel_new(&c, l)) < 0) {
             free(q);
             return rc;
         }
-        l->names_ares = c;
+        n->ares = c;
     }
     bury_dead(c); /* safe here: no poller batch is being dispatched */
     while (c->inflight >= WEFT_ARES_INFLIGHT) {

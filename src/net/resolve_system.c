@@ -10,7 +10,7 @@
  * an owner that goes away detaches its jobs and the workers free them.
  * So no lookup ever blocks a loop, and none outlives its memory.
  */
-#include "internal.h"
+#include "sock.h"
 #include "names.h"
 
 #include <netdb.h>
@@ -240,12 +240,12 @@ static void owner_free(owner *o)
     free(o);
 }
 
-void weft__system_loop_free(weft_loop *l)
+void weft__system_loop_free(weft_loop *l, weft__names_loop *n)
 {
-    owner *o = (owner *)l->names_system;
-    if (o)
-        owner_free(o);
-    l->names_system = NULL;
+    (void)l;
+    if (n->sys)
+        owner_free(n->sys);
+    n->sys = NULL;
 }
 
 static int take_result(weft__names_result *r, job *j)
@@ -272,10 +272,11 @@ int weft__system_lookup(weft__names_result *r, const char *name, int family, boo
     weft_loop *l = weft__tls_loop;
     int rc;
     if (l && l->current) {
-        owner *o = (owner *)l->names_system;
+        weft__names_loop *n = weft__names_loop_of(l);
+        owner *o = n->sys;
         if (!o && (rc = owner_new(&o, l)) < 0)
             goto fail;
-        l->names_system = o;
+        n->sys = o;
         if ((rc = submit(o, j)) < 0)
             goto fail;
         while (!j->done) {

@@ -10,7 +10,7 @@
  * close from another coroutine wakes them with -ECANCELED and the memory
  * is freed only when the last of them has left.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -35,15 +35,6 @@ static void on_sock_event(weft__pollent *pe, int ev)
     }
 }
 
-void weft__pollent_prefetch(weft__pollent *pe)
-{
-    if (pe->on_event == on_sock_event) {
-        weft_sock *s = (weft_sock *)pe;
-        if (s->rq.head)
-            __builtin_prefetch(s->rq.head, 1);
-    }
-}
-
 int weft__sock_new(weft_sock **out, int fd, unsigned flags)
 {
     weft_sock *s = weft__sys_calloc(1, sizeof *s);
@@ -51,6 +42,7 @@ int weft__sock_new(weft_sock **out, int fd, unsigned flags)
         return -ENOMEM;
     s->pe.fd = fd;
     s->pe.on_event = on_sock_event;
+    s->pe.inq = &s->rq;
     s->flags = flags;
     s->rready = s->wready = true; /* unknown: the first attempt tells */
     *out = s;
@@ -89,6 +81,27 @@ int weft__fd_poll(int fd, int events, int64_t deadline)
     }
 }
 
+/* The sockets armed on a loop.  They outlive it: freeing the loop only
+ * makes them forget they were armed there. */
+typedef struct sock_list {
+    weft_sock *head;
+} sock_list;
+
+static void forget_socks(weft_loop *l, void *state)
+{
+    (void)l;
+    sock_list *sl = state;
+    for (weft_sock *s = sl->head; s;) {
+        weft_sock *next = s->lnext;
+        s->loop = NULL;
+        s->lnext = s->lprev = NULL;
+        s = next;
+    }
+    free(sl);
+}
+
+static weft__ext_key socks_key = {"sockets", forget_socks, 0};
+
 /* Arms s on the running loop the first time one of its calls must wait. */
 static int arm(weft_sock *s, weft_loop *l)
 {
@@ -96,15 +109,25 @@ static int arm(weft_sock *s, weft_loop *l)
         return 0;
     if (s->loop)
         return -EXDEV; /* belongs to another thread's loop */
+    sock_list *sl = weft__loop_ext(l, &socks_key);
+    if (!sl) {
+        if (!(sl = weft__sys_calloc(1, sizeof *sl)))
+            return -ENOMEM;
+        int rc = weft__loop_ext_set(l, &socks_key, sl);
+        if (rc < 0) {
+            free(sl);
+            return rc;
+        }
+    }
     int rc = l->be->arm(l, &s->pe, WEFT__EV_IN | WEFT__EV_OUT);
     if (rc < 0)
         return rc;
     s->loop = l;
     s->lprev = NULL;
-    s->lnext = l->socks;
-    if (l->socks)
-        l->socks->lprev = s;
-    l->socks = s;
+    s->lnext = sl->head;
+    if (sl->head)
+        sl->head->lprev = s;
+    sl->head = s;
     return 0;
 }
 
@@ -248,7 +271,7 @@ int weft__sock_close(weft_sock *s, bool reset)
         if (s->lprev)
             s->lprev->lnext = s->lnext;
         else
-            l->socks = s->lnext;
+            ((sock_list *)weft__loop_ext(l, &socks_key))->head = s->lnext;
         if (s->lnext)
             s->lnext->lprev = s->lprev;
     }

@@ -3,7 +3,7 @@
  * and accept.  TCP, UDP, unix and raw sockets are thin front ends over
  * these; the resolver's entries feed them directly.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <poll.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * sockopt.c - socket options a network program usually sets: Nagle,
  * keepalive timing, buffer sizes, and the descriptor's blocking mode.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -2,7 +2,7 @@
  * tcp.c - TCP over the socket core: listen, accept and connect, IPv4 and
  * IPv6.  Data moves through the socket core's weft_recv/weft_send.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <string.h>
 

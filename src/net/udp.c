@@ -8,7 +8,7 @@
  * its IPv4-mapped form (::ffff:a.b.c.d), and IPv4 multicast groups are
  * joined on it at the IPv4 level, where Linux keeps their membership.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <net/if.h>
 #include <netinet/in.h>

@@ -6,7 +6,7 @@
  * stream data moves through weft_recv/weft_send, datagrams through
  * weft_sendto/weft_recvfrom.
  */
-#include "internal.h"
+#include "sock.h"
 
 #include <string.h>
 #include <unistd.h>

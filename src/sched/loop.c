@@ -106,6 +106,43 @@ void weft_loop_wake(weft_loop *l)
     (void)ignored;
 }
 
+/* ---- the layers' per-loop state ------------------------------------------ */
+
+static pthread_mutex_t ext_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ext_keys; /* keys given an index so far (under ext_lock) */
+
+int weft__loop_ext_set(weft_loop *l, weft__ext_key *key, void *state)
+{
+    int i = __atomic_load_n(&key->idx, __ATOMIC_ACQUIRE);
+    if (!i) {
+        /* The key's first use in the process, maybe on two loops at once. */
+        pthread_mutex_lock(&ext_lock);
+        if (!(i = key->idx) && ext_keys < WEFT__EXT_MAX)
+            __atomic_store_n(&key->idx, i = ++ext_keys, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&ext_lock);
+        if (!i)
+            return -ENOSPC;
+    }
+    if (l->ext[i - 1].state)
+        return -EEXIST;
+    l->ext[i - 1].state = state;
+    l->ext[i - 1].free = key->free;
+    l->ext_order[l->ext_len++] = (unsigned char)(i - 1);
+    return 0;
+}
+
+/* Latest set, first freed: a layer's state may use what was there before. */
+static void free_ext(weft_loop *l)
+{
+    while (l->ext_len > 0) {
+        unsigned i = l->ext_order[--l->ext_len];
+        void *state = l->ext[i].state;
+        l->ext[i].state = NULL;
+        if (l->ext[i].free)
+            l->ext[i].free(l, state);
+    }
+}
+
 /* ---- create and free ------------------------------------------------------ */
 
 static void on_timerfd(weft__pollent *pe, int events)
@@ -139,8 +176,6 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
     l->stack_size = cfg ? cfg->stack_size : 0;
     l->timer_pe.fd = -1;
     l->timer_fd_at = WEFT__NEVER;
-    if ((rc = weft__names_config(l, cfg)) < 0)
-        goto fail_mutex;
     if ((rc = weft__overflow_thread_init()) < 0)
         goto fail_mutex;
     if ((rc = be->init(l)) < 0)
@@ -153,18 +188,22 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
     l->wake_pe.on_event = on_wake;
     if ((rc = be->arm(l, &l->wake_pe, WEFT__EV_IN)) < 0)
         goto fail_wake;
+    for (const weft__module *const *m = weft__modules; *m; m++)
+        if ((*m)->loop_init && (rc = (*m)->loop_init(l, cfg)) < 0)
+            goto fail_ext;
     weft__fiber_init_thread(&l->sched);
     l->id_base = (int64_t)(atomic_fetch_add(&loops_made, 1) + 1) << 40;
     weft__tls_loop = l;
     *out = l;
     return 0;
 
+fail_ext:
+    free_ext(l);
 fail_wake:
     close(l->wake_pe.fd);
 fail_be:
     be->fini(l);
 fail_mutex:
-    free(l->dns_servers);
     pthread_mutex_destroy(mu);
     free(mu);
 fail_loop:
@@ -183,14 +222,7 @@ void weft_loop_free(weft_loop *l)
     weft__cotab_cancel_all(&l->cos);
     while (l->alive > 0)
         step(l, WEFT__NEVER);
-    weft__names_free(l);
-    /* Sockets outlive the loop: forget that they were armed on it. */
-    for (weft_sock *s = l->socks; s;) {
-        weft_sock *next = s->lnext;
-        s->loop = NULL;
-        s->lnext = s->lprev = NULL;
-        s = next;
-    }
+    free_ext(l);
     while (l->post_head) {
         weft__post *p = l->post_head;
         l->post_head = p->next;
@@ -222,8 +254,8 @@ static void refresh_fd(weft_loop *l)
         weft_loop_wake(l);
         return;
     }
-    weft__wait *w = weft__timer_peek(&l->timers);
-    int64_t at = w ? w->deadline : WEFT__NEVER;
+    weft__timer *t = weft__timer_peek(&l->timers);
+    int64_t at = t ? t->deadline : WEFT__NEVER;
     if (at == l->timer_fd_at)
         return;
     struct itimerspec its = { 0 };
@@ -240,9 +272,9 @@ static int timeout_until(weft_loop *l, int64_t deadline)
 {
     if (l->runq_head || l->stopping)
         return 0;
-    weft__wait *w = weft__timer_peek(&l->timers);
-    if (w && w->deadline < deadline)
-        deadline = w->deadline;
+    weft__timer *t = weft__timer_peek(&l->timers);
+    if (t && t->deadline < deadline)
+        deadline = t->deadline;
     if (deadline == WEFT__NEVER)
         return -1;
     int64_t left = deadline - weft__now_ns();
@@ -254,13 +286,22 @@ static int timeout_until(weft_loop *l, int64_t deadline)
 
 static void fire_timers(weft_loop *l)
 {
-    weft__wait *w = weft__timer_peek(&l->timers);
-    if (!w)
+    weft__timer *t = weft__timer_peek(&l->timers);
+    if (!t)
         return;
     int64_t now = weft__now_ns();
-    while (w && w->deadline <= now) {
-        weft__wake(w, -ETIMEDOUT);
-        w = weft__timer_peek(&l->timers);
+    /* A loop timer that sets itself again, even for a time already past,
+     * fires at the next step: the sequence number tells it apart. */
+    uint64_t seq = l->timers.seq;
+    while (t && t->deadline <= now && t->heap_seq < seq) {
+        if (WEFT__LIKELY(!t->fire)) {
+            weft__wake((weft__wait *)t, -ETIMEDOUT);
+        } else {
+            weft__timer_del(&l->timers, t);
+            t->deadline = WEFT__NEVER;
+            t->fire(t);
+        }
+        t = weft__timer_peek(&l->timers);
     }
 }
 

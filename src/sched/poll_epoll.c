@@ -43,7 +43,7 @@ static void ep_fini(weft_loop *l)
     l->be_data = NULL;
 }
 
-static int ep_arm(weft_loop *l, weft__pollent *e, int events)
+static int ctl(weft_loop *l, int op, weft__pollent *e, int events)
 {
     epoll_state *st = l->be_data;
     struct epoll_event ev = { .events = EPOLLET, .data.ptr = e };
@@ -51,9 +51,21 @@ static int ep_arm(weft_loop *l, weft__pollent *e, int events)
         ev.events |= EPOLLIN | EPOLLRDHUP;
     if (events & WEFT__EV_OUT)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, e->fd, &ev) != 0)
+    if (epoll_ctl(st->epfd, op, e->fd, &ev) != 0)
         return -errno;
     return 0;
+}
+
+static int ep_arm(weft_loop *l, weft__pollent *e, int events)
+{
+    return ctl(l, EPOLL_CTL_ADD, e, events);
+}
+
+/* EPOLL_CTL_MOD checks the descriptor's readiness anew and queues an event
+ * for what holds now, edge-triggered or not. */
+static int ep_rearm(weft_loop *l, weft__pollent *e, int events)
+{
+    return ctl(l, EPOLL_CTL_MOD, e, events);
 }
 
 static int ep_disarm(weft_loop *l, weft__pollent *e)
@@ -75,8 +87,11 @@ static int ep_wait(weft_loop *l, int timeout_ms)
      * waiting on it, are cache misses: start them all before touching any. */
     for (int i = 0; i < n; i++)
         __builtin_prefetch(st->ev[i].data.ptr);
-    for (int i = 0; i < n; i++)
-        weft__pollent_prefetch(st->ev[i].data.ptr);
+    for (int i = 0; i < n; i++) {
+        weft__pollent *pe = st->ev[i].data.ptr;
+        if (pe->inq && pe->inq->head)
+            __builtin_prefetch(pe->inq->head, 1);
+    }
     for (int i = 0; i < n; i++) {
         uint32_t e = st->ev[i].events;
         int ev = 0;
@@ -107,4 +122,5 @@ const weft__backend weft__backend_epoll = {
     .disarm = ep_disarm,
     .wait = ep_wait,
     .fd = ep_fd,
+    .rearm = ep_rearm,
 };

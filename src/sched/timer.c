@@ -1,17 +1,21 @@
 /*
- * timer.c - the loop's timer heap: a binary min-heap of waiters ordered by
+ * timer.c - the loop's timer heap: a binary min-heap of timers ordered by
  * deadline, then by insertion order so equal deadlines fire first-in first-
- * out.  Each waiter remembers its slot, so removing one that was woken by
+ * out.  Each timer remembers its slot, so removing one that was woken by
  * I/O first costs O(log n) and no search.
+ *
+ * Most timers are a parked coroutine's (the weft__timer inside its
+ * weft__wait); the rest are loop timers that layers above keep for work no
+ * coroutine waits for (c-ares's retries, say), with a function to run.
  */
 #include "internal.h"
 
-static bool before(const weft__wait *a, const weft__wait *b)
+static bool before(const weft__timer *a, const weft__timer *b)
 {
     return a->deadline < b->deadline || (a->deadline == b->deadline && a->heap_seq < b->heap_seq);
 }
 
-static void put(weft__timers *t, size_t i, weft__wait *w)
+static void put(weft__timers *t, size_t i, weft__timer *w)
 {
     t->heap[i] = w;
     w->heap_idx = i;
@@ -19,7 +23,7 @@ static void put(weft__timers *t, size_t i, weft__wait *w)
 
 static void sift_up(weft__timers *t, size_t i)
 {
-    weft__wait *w = t->heap[i];
+    weft__timer *w = t->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
         if (!before(w, t->heap[parent]))
@@ -32,7 +36,7 @@ static void sift_up(weft__timers *t, size_t i)
 
 static void sift_down(weft__timers *t, size_t i)
 {
-    weft__wait *w = t->heap[i];
+    weft__timer *w = t->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= t->len)
@@ -47,11 +51,11 @@ static void sift_down(weft__timers *t, size_t i)
     put(t, i, w);
 }
 
-int weft__timer_add(weft__timers *t, weft__wait *w)
+int weft__timer_add(weft__timers *t, weft__timer *w)
 {
     if (t->len == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
-        weft__wait **h = weft__sys_realloc(t->heap, cap * sizeof *h);
+        weft__timer **h = weft__sys_realloc(t->heap, cap * sizeof *h);
         if (!h)
             return -ENOMEM;
         t->heap = h;
@@ -64,11 +68,11 @@ int weft__timer_add(weft__timers *t, weft__wait *w)
     return 0;
 }
 
-void weft__timer_del(weft__timers *t, weft__wait *w)
+void weft__timer_del(weft__timers *t, weft__timer *w)
 {
     size_t i = w->heap_idx;
     w->heap_idx = SIZE_MAX;
-    weft__wait *last = t->heap[--t->len];
+    weft__timer *last = t->heap[--t->len];
     if (i == t->len)
         return;
     put(t, i, last);
@@ -78,7 +82,7 @@ void weft__timer_del(weft__timers *t, weft__wait *w)
         sift_down(t, i);
 }
 
-weft__wait *weft__timer_peek(const weft__timers *t)
+weft__timer *weft__timer_peek(const weft__timers *t)
 {
     return t->len ? t->heap[0] : NULL;
 }
@@ -88,4 +92,34 @@ void weft__timer_free(weft__timers *t)
     free(t->heap);
     t->heap = NULL;
     t->len = t->cap = 0;
+}
+
+/* ---- loop timers ---------------------------------------------------------- */
+
+void weft__timer_init(weft__timer *t, void (*fire)(weft__timer *t))
+{
+    t->deadline = WEFT__NEVER;
+    t->heap_idx = SIZE_MAX;
+    t->heap_seq = 0;
+    t->fire = fire;
+}
+
+int weft__timer_set(weft_loop *l, weft__timer *t, int64_t deadline)
+{
+    if (t->heap_idx != SIZE_MAX) {
+        if (t->deadline == deadline)
+            return 0;
+        weft__timer_del(&l->timers, t);
+    }
+    t->deadline = deadline;
+    if (deadline == WEFT__NEVER)
+        return 0;
+    return weft__timer_add(&l->timers, t);
+}
+
+void weft__timer_stop(weft_loop *l, weft__timer *t)
+{
+    if (t->heap_idx != SIZE_MAX)
+        weft__timer_del(&l->timers, t);
+    t->deadline = WEFT__NEVER;
 }

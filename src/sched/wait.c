@@ -98,18 +98,19 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
     if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
         return -ETIMEDOUT;
     w->co = co;
-    w->deadline = deadline;
-    w->heap_idx = SIZE_MAX;
+    w->tm.deadline = deadline;
+    w->tm.heap_idx = SIZE_MAX;
+    w->tm.fire = NULL;
     w->q = NULL;
     w->twin = twin;
     w->result = 0;
     w->woken = false;
-    if (deadline != WEFT__NEVER && weft__timer_add(&l->timers, w) < 0)
+    if (deadline != WEFT__NEVER && weft__timer_add(&l->timers, &w->tm) < 0)
         return -ENOMEM;
     if (q)
         q_append(q, w);
     if (twin) {
-        *twin = (weft__wait){ .co = co, .heap_idx = SIZE_MAX, .twin = w };
+        *twin = (weft__wait){ .tm.heap_idx = SIZE_MAX, .co = co, .twin = w };
         q_append(twin_q, twin);
     }
     co->wait = w;
@@ -139,8 +140,8 @@ void weft__wake(weft__wait *w, int result)
     q_unlink(w);
     primary->result = result;
     weft_loop *l = weft__tls_loop;
-    if (primary->heap_idx != SIZE_MAX)
-        weft__timer_del(&l->timers, primary);
+    if (primary->tm.heap_idx != SIZE_MAX)
+        weft__timer_del(&l->timers, &primary->tm);
     weft__ready(l, primary->co);
 }
 

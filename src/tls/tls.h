@@ -13,7 +13,7 @@
 #ifndef WEFT_TLS_H
 #define WEFT_TLS_H
 
-#include "internal.h"
+#include "net/sock.h"
 
 #include <openssl/ssl.h>
 #include <pthread.h>
