@@ -123,14 +123,14 @@ static void accept_loop(void *arg)
             fail("server", "spawn", -ENOMEM);
             weft_close(c);
         }
-    if (rc != -ECANCELED) /* -ECANCELED: closed by stop_server, the normal end */
+    if (rc != -EBADF) /* -EBADF: closed by stop_server, the normal end */
         fail("server", "accept", rc);
 }
 
 /* Posted to the server's loop from the main thread at the end. */
 static void stop_server(void *arg)
 {
-    weft_close(arg); /* the accept loop wakes with -ECANCELED and returns */
+    weft_close(arg); /* the accept loop wakes with -EBADF and returns */
 }
 
 static void publish(int port, weft_loop *l, weft_sock *s)

@@ -51,7 +51,7 @@ static void answer(void *arg)
 static void server(void *arg)
 {
     weft_sock *l = arg, *c;
-    /* Ends when main closes the listener (-ECANCELED). */
+    /* Ends when main closes the listener (-EBADF). */
     while (weft_tcp_accept(l, &c, -1) >= 0)
         if (weft_go(answer, c) < 0)
             weft_close(c);

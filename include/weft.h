@@ -23,10 +23,22 @@
  *     runs others; on a thread with no running coroutine (a plain thread, a
  *     test's main stack, a CLI tool), the calling thread waits in poll().
  *     A parked coroutine wakes with -ECANCELED if weft_cancel() is called on
- *     it or if the socket it waits on is closed by another coroutine.
+ *     it (it still owns everything it held), and with -EBADF if the socket
+ *     it waits on is closed meanwhile by another coroutine or thread (the
+ *     socket is gone; closing it again is harmless and returns -EBADF).
+ *   - A weft_sock * is a handle, not a pointer.  Once a socket is closed
+ *     (from the moment weft_close begins), every call with its handle, a
+ *     second weft_close included, returns -EBADF, however late, and never
+ *     reaches another socket; so does a value that never was a handle.
  *   - Everything except weft_loop_post() and weft_loop_wake() must be called
- *     on the thread that owns the loop.  Sockets belong to the loop that
- *     first waited on them; coroutines never move between threads.
+ *     on the thread that owns the loop; coroutines never move between
+ *     threads.  A socket belongs to the loop that made it, or, if it was
+ *     made on a thread without a loop, to the first loop that uses it, until
+ *     that loop is freed.  Every call on it from another thread (another
+ *     loop's coroutine, a plain thread) returns -EXDEV without touching it,
+ *     except weft_close and weft_reset, which hand the close to the owning
+ *     loop.  A socket no loop owns is like a plain descriptor: any thread
+ *     may use it, one at a time.
  *   - SIGPIPE never kills a weft program, and weft never changes the
  *     process's signal dispositions (the only handler weft installs is the
  *     SIGSEGV one that reports coroutine stack overflows, and it passes every
@@ -35,6 +47,7 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <errno.h> /* weft's error codes are errno's, negated */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -73,7 +86,15 @@ WEFT_EXTERN const char *weft_err_name(int code);
 /* Runtime                                                                   */
 
 typedef struct weft_config {
-    size_t stack_size;       /* default coroutine stack in bytes; 0 = 64 KiB */
+    size_t stack_size;       /* default coroutine stack in bytes; 0 = 256 KiB, room for a
+                              * 64 KiB buffer and a TLS handshake (ASan builds too); only
+                              * touched pages cost memory.  A 2 MiB guard (address space
+                              * only) under each stack turns an overflow, even by a frame
+                              * of up to about 2 MiB, into a report and abort; a larger
+                              * frame needs the code built with -fstack-clash-protection
+                              * (`pkg-config --cflags weft` has it), which touches every
+                              * page of a large frame on entry, so that an array on the
+                              * stack then costs all its pages */
     const char *backend;     /* "epoll"; NULL = $WEFT_BACKEND, else the best available */
     const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
                               * worker pool, for nsswitch); NULL = $WEFT_RESOLVER, else "ares" */
@@ -227,12 +248,16 @@ enum { WEFT_REUSEPORT = 1, WEFT_V6ONLY = 2 };
 
 /* Binds and listens on host:port.  host NULL or "*" = all interfaces
  * (IPv6 dual-stack, unless WEFT_V6ONLY, falling back to IPv4 where IPv6 is
- * absent); numeric addresses only for now.  port 0 = any free port
- * (weft_sock_local tells which).  SO_REUSEADDR is always set; flags may add
- * WEFT_REUSEPORT and WEFT_V6ONLY.  backlog <= 0 = SOMAXCONN.
- * Errors: -EINVAL (bad host, port or flags), -EADDRINUSE, -EACCES,
- * -EADDRNOTAVAIL, -EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOMEM.  Never blocks.
- * The caller owns *out and closes it with weft_close. */
+ * absent); a numeric address; or a name, looked up as weft_resolve does,
+ * listening on one of its addresses: the first IPv4 one if it has any
+ * (as Go's net.Listen: "localhost" is 127.0.0.1), else the first.
+ * port 0 = any free port (weft_sock_local tells which).  SO_REUSEADDR is
+ * always set; flags may add WEFT_REUSEPORT and WEFT_V6ONLY.  backlog <= 0
+ * = SOMAXCONN.  Errors: -EINVAL (host "", a port outside 0..65535, unknown
+ * flags, out NULL), the WEFT_EAI_* codes for a name, -EADDRINUSE, -EACCES,
+ * -EADDRNOTAVAIL, -EAFNOSUPPORT, -EMFILE, -ENFILE, -ENOMEM.  Never blocks,
+ * except to look a name up.  The caller owns *out and closes it with
+ * weft_close. */
 WEFT_EXTERN int weft_tcp_listen(weft_sock **out, const char *host, int port, int backlog,
                                 int flags);
 
@@ -240,15 +265,21 @@ WEFT_EXTERN int weft_tcp_listen(weft_sock **out, const char *host, int port, int
  * skipped.  When the process is out of descriptors (EMFILE, ENFILE) or
  * memory, the call backs off (5 ms doubling to 500 ms) and retries within
  * its timeout instead of spinning; if the timeout ends first it returns that
- * error.  Errors: -ETIMEDOUT, -ECANCELED (cancelled, or the listener closed
- * under it), -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM, -EINVAL (not a listener).
- * Blocks.  The caller owns *out. */
+ * error.  Errors: -ETIMEDOUT, -ECANCELED, -EBADF (the listener was closed,
+ * also under the call), -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM, -EINVAL (not a
+ * listener, out NULL).  A connection is of its listener's type (stream or
+ * seqpacket).  Blocks.  The caller owns *out. */
 WEFT_EXTERN int weft_tcp_accept(weft_sock *listener, weft_sock **out, int64_t timeout_ms);
 
-/* Connects to host:port (numeric IPv4/IPv6 address) within timeout_ms.
+/* Connects to host:port within timeout_ms, which covers the lookup too.
+ * host is a numeric IPv4/IPv6 address or a name: its addresses are raced,
+ * IPv6 and IPv4 alternating, a new attempt every 250 ms or as soon as one
+ * fails, the first to connect winning (Happy Eyeballs, RFC 8305).
  * Errors: -ECONNREFUSED, -ETIMEDOUT, -ECANCELED, -ENETUNREACH,
- * -EHOSTUNREACH, -EADDRNOTAVAIL, -EINVAL (bad host or port), -EMFILE,
- * -ENFILE, -ENOMEM.  Blocks.  The caller owns *out. */
+ * -EHOSTUNREACH, -EADDRNOTAVAIL, -EINVAL (host NULL, port outside
+ * 1..65535, out NULL), the WEFT_EAI_* codes of weft_resolve (a name that
+ * is not valid, "" included: WEFT_EAI_BADNAME), -EMFILE, -ENFILE, -ENOMEM.
+ * Blocks.  The caller owns *out. */
 WEFT_EXTERN int weft_tcp_connect(weft_sock **out, const char *host, int port,
                                  int64_t timeout_ms);
 
@@ -294,17 +325,22 @@ enum { WEFT_POLL_IN = 1, WEFT_POLL_OUT = 2 };
  * Never blocks. */
 WEFT_EXTERN int weft_shutdown(weft_sock *s, int how);
 
-/* Closes s and frees it.  Coroutines blocked on s wake with -ECANCELED; the
- * descriptor leaves the poller before it is closed and nothing touches it
- * afterwards.  s must not be used again by the caller (like free()).
- * Returns 0, or the error close(2) reported (-EIO); s is freed either way.
- * NULL returns -EBADF.  Never blocks, except that a TLS socket may wait up
- * to 250 ms for its close_notify to get out. */
+/* Closes s.  At once its handle is dead: every call with it returns -EBADF
+ * from then on, a second weft_close too, and every coroutine blocked on s
+ * wakes with -EBADF.  Then a TLS socket sends close_notify (waiting at most
+ * 250 ms for room), the descriptor leaves the poller and is closed, and s's
+ * memory is freed once the last woken call has left.  Returns 0, the error
+ * close(2) reported (-EIO; s is closed either way), or -EBADF (s is not an
+ * open socket, or is being closed).  From a thread that does not own s
+ * (another loop's coroutine, a plain thread), the close is handed to the
+ * owning loop, which carries it out in a coroutine of its own at its next
+ * step (or as it is freed, at the latest); the call returns 0 at once, or
+ * -EBADF, or -ENOMEM.  Never blocks, except for a TLS socket's wait. */
 WEFT_EXTERN int weft_close(weft_sock *s);
 
 /* Like weft_close, but aborts the connection: the peer gets an RST (its
  * reads fail with -ECONNRESET) and the local port does not enter TIME_WAIT.
- * Unsent data is discarded. */
+ * Unsent data is discarded; a TLS socket sends nothing. */
 WEFT_EXTERN int weft_reset(weft_sock *s);
 
 /* Waits until s is readable and/or writable (events: WEFT_POLL_IN |
@@ -321,7 +357,8 @@ WEFT_EXTERN int weft_sock_fd(const weft_sock *s);
  * failure the caller still owns it.  Errors: -EBADF, -ENOTSOCK, -ENOMEM. */
 WEFT_EXTERN int weft_sock_wrap(weft_sock **out, int fd);
 
-/* Local and peer address of s.  Returns 0 or -ENOTCONN (peer), -EBADF. */
+/* Local and peer address of s.  Returns 0 or -ENOTCONN (peer), -EINVAL
+ * (out NULL), -EBADF. */
 WEFT_EXTERN int weft_sock_local(const weft_sock *s, weft_addr *out);
 WEFT_EXTERN int weft_sock_peer(const weft_sock *s, weft_addr *out);
 
@@ -672,11 +709,12 @@ WEFT_EXTERN int weft_tls_accept(weft_sock *listener, weft_sock **out, weft_tls_c
  * against IP entries; NULL is -EINVAL unless the context has no_verify) or
  * server (servername ignored), by c's role, within timeout_ms.  Clients
  * offer a session kept for servername and s's peer address.  On success
- * *out is the TLS socket and it owns s (the same object is returned); on
- * failure the caller still owns s, unchanged, a plain socket (unless
- * another coroutine closed s meanwhile: then -ECANCELED and s is gone).
- * Errors: the WEFT_ETLS_* codes, -ETIMEDOUT, -ECANCELED, -ECONNRESET,
- * -ENOMEM, -EBADF, -EINVAL (not a connected stream socket, already TLS).
+ * *out is the TLS socket and it owns s (the same handle is returned); on
+ * failure the caller still owns s, unchanged, a plain socket, and closes
+ * it (if another coroutine closed s meanwhile, the call returns -EBADF and
+ * that close returns -EBADF too).  Errors: the WEFT_ETLS_* codes,
+ * -ETIMEDOUT, -ECANCELED, -ECONNRESET, -ENOMEM, -EBADF, -EINVAL (not a
+ * connected stream socket, already TLS).
  * Blocks. */
 WEFT_EXTERN int weft_tls_wrap(weft_sock **out, weft_sock *s, weft_tls_ctx *c,
                               const char *servername, int64_t timeout_ms);
@@ -717,7 +755,8 @@ WEFT_EXTERN int weft_tls_resumed(const weft_sock *s);
  *     that would destroy what it has not read yet), sends close_notify and
  *     waits at most 250 ms for room to do so; weft_reset sends nothing.
  * OpenSSL's calls need stack: a handshake needed under 12 KiB (ECDSA P-256
- * and RSA 2048, x86-64) in our tests; the default 64 KiB leaves room. */
+ * and RSA 2048, x86-64) in our tests; the default 256 KiB leaves room, with
+ * a 64 KiB buffer on the stack too. */
 
 #ifdef __cplusplus
 }

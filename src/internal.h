@@ -329,7 +329,13 @@ extern const weft__module *const weft__modules[]; /* NULL-terminated */
 /* ---- the poller interface (src/sched/poll_*.c) -------------------------- */
 
 /* Events the backend reports for one registered descriptor. */
-enum { WEFT__EV_IN = 1, WEFT__EV_OUT = 2, WEFT__EV_ERR = 4, WEFT__EV_HUP = 8 };
+enum {
+    WEFT__EV_IN = 1,
+    WEFT__EV_OUT = 2,
+    WEFT__EV_ERR = 4,
+    WEFT__EV_HUP = 8,
+    WEFT__EV_PRI = 16, /* urgent (TCP out-of-band) data; comes with WEFT__EV_IN */
+};
 
 struct weft__backend {
     const char *name;

@@ -1,7 +1,7 @@
 /*
  * test_tcp_close.c - ending connections: half-close with shutdown, EOF
  * that arrives together with the last data, weft_close waking blocked
- * readers, senders and pollers with -ECANCELED, peer resets seen by recv
+ * readers, senders and pollers with -EBADF, peer resets seen by recv
  * and by a reader and writer together, writing to a closed peer without
  * SIGPIPE, a descriptor number reused while a coroutine still waits on the
  * old socket, weft_sock_poll's readiness rules and recvn's end cases.
@@ -214,7 +214,7 @@ Test(tcp_close, close_unblocks_readers_and_pollers, .timeout = 30)
     cr_assert_eq(r.close_rc, 0);
     const char *what[] = {"recv", "queued recv", "poll"};
     for (int i = 0; i < 3; i++) {
-        cr_assert_eq(r.w[i].rc, -ECANCELED, "%s: %s", what[i], weft_err_name((int)r.w[i].rc));
+        cr_assert_eq(r.w[i].rc, -EBADF, "%s: %s", what[i], weft_err_name((int)r.w[i].rc));
         int64_t ms = r.w[i].end_at - r.close_at;
         cr_assert(ms >= 0 && ms < LATE_MS, "%s woke %lld ms after the close", what[i],
                   (long long)ms);
@@ -240,8 +240,8 @@ Test(tcp_close, close_with_blocked_senders, .timeout = 30)
     free(data);
     cr_assert_eq(rc, 0, "pair: %s", weft_err_name(r.pair_rc));
     cr_assert_eq(r.close_rc, 0);
-    cr_assert_eq(r.w[0].rc, -ECANCELED, "stalled send: %s", weft_err_name((int)r.w[0].rc));
-    cr_assert_eq(r.w[1].rc, -ECANCELED, "queued send: %s", weft_err_name((int)r.w[1].rc));
+    cr_assert_eq(r.w[0].rc, -EBADF, "stalled send: %s", weft_err_name((int)r.w[0].rc));
+    cr_assert_eq(r.w[1].rc, -EBADF, "queued send: %s", weft_err_name((int)r.w[1].rc));
     for (int i = 0; i < 2; i++) {
         int64_t ms = r.w[i].end_at - r.close_at;
         cr_assert(ms >= 0 && ms < LATE_MS, "sender %d woke %lld ms after the close", i,
@@ -537,7 +537,7 @@ Test(tcp_close, fd_reuse_while_waiting, .timeout = 30)
     cr_assert_eq(r.accept_rc, 0);
     cr_assert_eq(r.peer_send, 3);
     cr_assert_eq(r.wrap_rc, 0);
-    cr_assert_eq(r.a_rc, -ECANCELED, "old waiter: %zd (%s)", r.a_rc, weft_err_name((int)r.a_rc));
+    cr_assert_eq(r.a_rc, -EBADF, "old waiter: %zd (%s)", r.a_rc, weft_err_name((int)r.a_rc));
     cr_assert_lt(r.a_ms, 50 + LATE_MS);
     cr_assert_eq(r.a_buf[0], 0, "old waiter saw the new socket's data");
     cr_assert_eq(r.c_rc, 3, "new socket's reader: %s", weft_err_name((int)r.c_rc));

@@ -594,9 +594,9 @@ Test(tls_io, close_wakes_reader_poller_sender, .timeout = 60)
     cw_run c = {.rc = {-999, -999, -999}};
     io_run r = {.user = &c};
     run_io(&r, cw_fn);
-    cr_assert_eq(c.rc[0], -ECANCELED, "recv: %s", weft_err_name((int)c.rc[0]));
-    cr_assert_eq(c.rc[1], -ECANCELED, "poll: %s", weft_err_name((int)c.rc[1]));
-    cr_assert_eq(c.rc[2], -ECANCELED, "send: %s", weft_err_name((int)c.rc[2]));
+    cr_assert_eq(c.rc[0], -EBADF, "recv: %s", weft_err_name((int)c.rc[0]));
+    cr_assert_eq(c.rc[1], -EBADF, "poll: %s", weft_err_name((int)c.rc[1]));
+    cr_assert_eq(c.rc[2], -EBADF, "send: %s", weft_err_name((int)c.rc[2]));
     /* Bounded: the unsent data cannot get out, close gives up quickly. */
     cr_assert_lt(c.close_ms, 1000);
 }
@@ -851,4 +851,54 @@ Test(tls_io, poll_both_directions, .timeout = 60)
     cr_assert_eq(b.full, -ETIMEDOUT, "full and nothing to read: %d", b.full);
     cr_assert_eq(b.woke, WEFT_POLL_IN, "after the peer wrote: %d", b.woke);
     cr_assert_lt(b.woke_ms, 1000);
+}
+
+/* ---- a second close while the first waits to send close_notify ------------------- */
+
+typedef struct twice_run {
+    int first, second;
+    ssize_t after;
+    int64_t first_ms, second_at, first_end;
+} twice_run;
+
+static void second_closer(void *arg)
+{
+    io_run *r = arg;
+    twice_run *t = r->user;
+    weft_sleep(50);
+    t->second_at = weft_now();
+    t->second = weft_close(r->p.cli);
+    char c;
+    t->after = weft_recv(r->p.cli, &c, 1, 0);
+}
+
+static void twice_fn(io_run *r)
+{
+    twice_run *t = r->user;
+    static unsigned char big[8 * MiB];
+    weft_sock_set_bufsize(r->p.cli, 32 * KiB, 32 * KiB);
+    weft_sock_set_bufsize(r->p.srv, 32 * KiB, 32 * KiB);
+    /* Nobody reads: the socket fills, so the close waits for room to send
+     * close_notify, and the second close comes inside that wait. */
+    weft_send(r->p.cli, big, sizeof big, 200);
+    int64_t id = weft_go(second_closer, r);
+    int64_t t0 = weft_now();
+    t->first = weft_close(r->p.cli);
+    t->first_end = weft_now();
+    t->first_ms = t->first_end - t0;
+    weft_join(id, -1);
+    r->p.cli = NULL;
+}
+
+Test(tls_io, second_close_during_close_notify_wait_is_ebadf, .timeout = 60)
+{
+    twice_run t = {0};
+    io_run r = {.user = &t};
+    run_io(&r, twice_fn);
+    cr_assert_eq(t.first, 0);
+    cr_assert_geq(t.first_ms, 200, "the first close did not wait for room (%lld ms)",
+                  (long long)t.first_ms);
+    cr_assert_lt(t.second_at, t.first_end, "the second close came after the first ended");
+    cr_assert_eq(t.second, -EBADF, "second close: %s", weft_err_name(t.second));
+    cr_assert_eq(t.after, -EBADF, "a receive after: %s", weft_err_name((int)t.after));
 }

@@ -1057,7 +1057,7 @@ Test(udp, cancel_waiting_recvfrom_and_recvmmsg, .timeout = 60)
 }
 
 /* Closing the socket under two waiting receivers (one holding the
- * receive side, one queued behind it) wakes both with -ECANCELED. */
+ * receive side, one queued behind it) wakes both with -EBADF. */
 static void close_scenario(void *arg)
 {
     wait_run *w = arg;
@@ -1068,8 +1068,8 @@ static void close_scenario(void *arg)
     CHECK(weft_close(w->s), 0, "close under the waiters");
     CHECK(weft_join(a, -1), 0, "join a");
     CHECK(weft_join(b, -1), 0, "join b");
-    CHECK(w->rc[0], -ECANCELED, "%s: first waiter", w->batch ? "recvmmsg" : "recvfrom");
-    CHECK(w->rc[1], -ECANCELED, "%s: second waiter", w->batch ? "recvmmsg" : "recvfrom");
+    CHECK(w->rc[0], -EBADF, "%s: first waiter", w->batch ? "recvmmsg" : "recvfrom");
+    CHECK(w->rc[1], -EBADF, "%s: second waiter", w->batch ? "recvmmsg" : "recvfrom");
     CHECK_IN(w->ms[0], 20, 1000, "first woke after (ms)");
     CHECK_IN(w->ms[1], 20, 1000, "second woke after (ms)");
 }

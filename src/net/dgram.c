@@ -40,7 +40,7 @@
 
 /* Not a datagram socket: the stream calls are for those, and MSG_TRUNC
  * would discard stream bytes. */
-static inline bool not_dgram(const weft_sock *s)
+static inline bool not_dgram(const weft__sock *s)
 {
     return s->ops || (s->flags & (WEFT__SOCK_STREAM | WEFT__SOCK_LISTEN));
 }
@@ -66,7 +66,7 @@ typedef struct sendto_op {
     const weft_addr *to;
 } sendto_op;
 
-static ssize_t do_sendto(weft_sock *s, void *ctx)
+static ssize_t do_sendto(weft__sock *s, void *ctx)
 {
     sendto_op *o = ctx;
     const struct sockaddr *sa = o->to ? &o->to->u.sa : NULL;
@@ -75,11 +75,10 @@ static ssize_t do_sendto(weft_sock *s, void *ctx)
     return r >= 0 ? r : sys_err();
 }
 
-ssize_t weft_sendto(weft_sock *s, const void *buf, size_t n, const weft_addr *to,
+ssize_t weft_sendto(weft_sock *h, const void *buf, size_t n, const weft_addr *to,
                     int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (not_dgram(s) || (to && to->len > sizeof to->u) || (!buf && n))
         return -EINVAL;
     if (n > SSIZE_MAX)
@@ -94,7 +93,7 @@ typedef struct recvfrom_op {
     weft_addr *from;
 } recvfrom_op;
 
-static ssize_t do_recvfrom(weft_sock *s, void *ctx)
+static ssize_t do_recvfrom(weft__sock *s, void *ctx)
 {
     recvfrom_op *o = ctx;
     weft_addr a;
@@ -110,10 +109,9 @@ static ssize_t do_recvfrom(weft_sock *s, void *ctx)
     return r;
 }
 
-ssize_t weft_recvfrom(weft_sock *s, void *buf, size_t n, weft_addr *from, int64_t timeout_ms)
+ssize_t weft_recvfrom(weft_sock *h, void *buf, size_t n, weft_addr *from, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (not_dgram(s) || (!buf && n))
         return -EINVAL;
     recvfrom_op o = {buf, n > SSIZE_MAX ? SSIZE_MAX : n, from};
@@ -134,12 +132,12 @@ ssize_t weft_recvfrom(weft_sock *s, void *buf, size_t n, weft_addr *from, int64_
  * larger than the device MTU: EINVAL), so that later batches neither ask
  * again nor try.
  */
-static void gso_remember_off(weft_sock *s)
+static void gso_remember_off(weft__sock *s)
 {
     s->flags = (s->flags & ~(unsigned)WEFT__SOCK_GSO) | WEFT__SOCK_NOGSO;
 }
 
-static bool gso_usable(weft_sock *s)
+static bool gso_usable(weft__sock *s)
 {
     if (s->flags & (WEFT__SOCK_GSO | WEFT__SOCK_NOGSO))
         return s->flags & WEFT__SOCK_GSO;
@@ -214,7 +212,7 @@ typedef struct sendmmsg_op {
     int gso; /* GSO_*: asked at most once per call */
 } sendmmsg_op;
 
-static ssize_t do_sendmmsg(weft_sock *s, void *ctx)
+static ssize_t do_sendmmsg(weft__sock *s, void *ctx)
 {
     sendmmsg_op *o = ctx;
     struct mmsghdr *m = scratch.m;
@@ -274,10 +272,9 @@ static ssize_t do_sendmmsg(weft_sock *s, void *ctx)
     return o->done == o->n ? o->n : -EINTR;
 }
 
-int weft_sendmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms)
+int weft_sendmmsg(weft_sock *h, weft_dgram *v, int n, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (not_dgram(s) || n < 0 || (n > 0 && !v))
         return -EINVAL;
     for (int i = 0; i < n; i++)
@@ -296,7 +293,7 @@ typedef struct recvmmsg_op {
     int n;
 } recvmmsg_op;
 
-static ssize_t do_recvmmsg(weft_sock *s, void *ctx)
+static ssize_t do_recvmmsg(weft__sock *s, void *ctx)
 {
     recvmmsg_op *o = ctx;
     struct mmsghdr *m = scratch.m;
@@ -327,10 +324,9 @@ static ssize_t do_recvmmsg(weft_sock *s, void *ctx)
     return r;
 }
 
-int weft_recvmmsg(weft_sock *s, weft_dgram *v, int n, int64_t timeout_ms)
+int weft_recvmmsg(weft_sock *h, weft_dgram *v, int n, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (not_dgram(s) || n <= 0 || !v)
         return -EINVAL;
     for (int i = 0; i < n && i < MAX_MSGS; i++)

@@ -48,10 +48,10 @@ static size_t interleave(const weft_addrinfo *list, const weft_addr **v)
 
 /* Starts connecting to a.  Returns 1 in progress (*out set), 0 connected
  * (*out set), or the error. */
-static int attempt(weft_sock **out, const weft_addr *a)
+static int attempt(weft__sock **out, const weft_addr *a)
 {
-    weft_sock *s;
-    int rc = weft_socket(&s, a->u.sa.sa_family, SOCK_STREAM, 0);
+    weft__sock *s;
+    int rc = weft__socket(&s, a->u.sa.sa_family, SOCK_STREAM, 0);
     if (rc < 0)
         return rc;
     if (weft__sys_connect(s->pe.fd, &a->u.sa, a->len) == 0) {
@@ -68,19 +68,19 @@ static int attempt(weft_sock **out, const weft_addr *a)
 }
 
 /* Races addrs; returns 0 with the winner in *out, or the first error. */
-static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t deadline)
+static int race(weft__sock **out, const weft_addr **addrs, size_t n, int64_t deadline)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
         return -errno;
-    weft_sock *set;
+    weft__sock *set;
     int rc = weft__sock_new(&set, epfd, 0);
     if (rc < 0) {
         close(epfd);
         return rc;
     }
-    weft_sock *pending[MAX_ATTEMPTS] = {0};
-    weft_sock *win = NULL;
+    weft__sock *pending[MAX_ATTEMPTS] = {0};
+    weft__sock *win = NULL;
     size_t started = 0, npending = 0;
     int64_t next_at = 0;
     int err = 0;
@@ -88,7 +88,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
         int64_t now = weft__now_ns();
         if (started < n && (npending == 0 || now >= next_at)) {
             size_t i = started++;
-            weft_sock *s = NULL;
+            weft__sock *s = NULL;
             int r = attempt(&s, addrs[i]);
             if (r == 1) {
                 struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
@@ -114,7 +114,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
             break;
         }
         int64_t until = started < n && next_at < deadline ? next_at : deadline;
-        rc = weft_sock_poll(set, WEFT_POLL_IN, weft__ms_left(until));
+        rc = weft__sock_poll(set, WEFT_POLL_IN, weft__ms_left(until));
         if (rc == -ETIMEDOUT)
             continue; /* time for the next attempt, or the deadline */
         if (rc < 0) {
@@ -125,7 +125,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
         int k = epoll_wait(epfd, evs, 8, 0);
         for (int j = 0; j < k && !win; j++) {
             size_t i = evs[j].data.u32;
-            weft_sock *s = pending[i];
+            weft__sock *s = pending[i];
             int soerr = 0;
             socklen_t len = sizeof soerr;
             if (getsockopt(s->pe.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
@@ -154,7 +154,7 @@ static int race(weft_sock **out, const weft_addr **addrs, size_t n, int64_t dead
     return err ? err : -ECONNREFUSED;
 }
 
-int weft__connect_name(weft_sock **out, const char *host, int port, int64_t deadline)
+int weft__connect_name(weft__sock **out, const char *host, int port, int64_t deadline)
 {
     char service[8];
     snprintf(service, sizeof service, "%d", port);

@@ -1,14 +1,19 @@
 /*
- * sock.c - the socket core: one weft_sock per descriptor, the retry loop
+ * sock.c - the socket core: one weft__sock per descriptor, the retry loop
  * every operation shares, waiting for readiness, and close.
  *
  * Every operation has the same shape (weft__sock_io): try the syscall; on
  * EINTR try again; on EAGAIN remember the direction is not ready and wait
  * for the poller's edge, the deadline or a cancel.  A direction (receive or
  * send) is held by one call at a time, so concurrent senders each get their
- * whole buffer out in one piece.  Calls in progress hold a reference, so a
- * close from another coroutine wakes them with -ECANCELED and the memory
- * is freed only when the last of them has left.
+ * whole buffer out in one piece.
+ *
+ * Close has a state of its own.  It first kills the handle (handle.c) and
+ * sends every waiter away with -EBADF, then lets the layer (TLS) close,
+ * which may wait a little, then closes the descriptor.  Calls in progress
+ * hold a reference, so the memory is freed only when the last of them has
+ * left; from the moment close begins, every call through the handle,
+ * another close included, returns -EBADF.
  */
 #include "sock.h"
 
@@ -22,9 +27,14 @@
 
 static void on_sock_event(weft__pollent *pe, int ev)
 {
-    weft_sock *s = (weft_sock *)pe;
+    weft__sock *s = (weft__sock *)pe;
     if (ev & WEFT__EV_HUP)
         s->rhup = true;
+    if (ev & WEFT__EV_PRI) {
+        /* Urgent data: receives stop short at its mark with more queued
+         * behind it, so a short read no longer means drained. */
+        s->flags &= ~(unsigned)WEFT__SOCK_DRAINS;
+    }
     if (ev & WEFT__EV_IN) {
         s->rready = true;
         weft__wake_all(&s->rq, 0);
@@ -35,9 +45,9 @@ static void on_sock_event(weft__pollent *pe, int ev)
     }
 }
 
-int weft__sock_new(weft_sock **out, int fd, unsigned flags)
+int weft__sock_new(weft__sock **out, int fd, unsigned flags)
 {
-    weft_sock *s = weft__sys_calloc(1, sizeof *s);
+    weft__sock *s = weft__sys_calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->pe.fd = fd;
@@ -45,8 +55,38 @@ int weft__sock_new(weft_sock **out, int fd, unsigned flags)
     s->pe.inq = &s->rq;
     s->flags = flags;
     s->rready = s->wready = true; /* unknown: the first attempt tells */
+    if (weft__sock_slot_new(s) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
     *out = s;
     return 0;
+}
+
+void weft__sock_discard(weft__sock *s)
+{
+    weft__sock_claim(s);
+    weft__sock_disown(s);
+    free(s);
+}
+
+unsigned weft__sock_flags_for(int family, int type, int protocol)
+{
+    switch (type) {
+    case SOCK_STREAM: {
+        bool tcp = (family == AF_INET || family == AF_INET6) &&
+                   (protocol == 0 || protocol == IPPROTO_TCP
+#ifdef IPPROTO_MPTCP
+                    || protocol == IPPROTO_MPTCP
+#endif
+                   );
+        return WEFT__SOCK_STREAM | (tcp ? WEFT__SOCK_DRAINS : 0);
+    }
+    case SOCK_DGRAM:
+    case SOCK_RAW:
+    case SOCK_SEQPACKET: return WEFT__SOCK_DGRAM;
+    default: return 0;
+    }
 }
 
 int weft__fd_poll(int fd, int events, int64_t deadline)
@@ -81,57 +121,18 @@ int weft__fd_poll(int fd, int events, int64_t deadline)
     }
 }
 
-/* The sockets armed on a loop.  They outlive it: freeing the loop only
- * makes them forget they were armed there. */
-typedef struct sock_list {
-    weft_sock *head;
-} sock_list;
-
-static void forget_socks(weft_loop *l, void *state)
+/* Puts s on its loop's poller the first time one of its calls must wait. */
+static int arm(weft__sock *s, weft_loop *l)
 {
-    (void)l;
-    sock_list *sl = state;
-    for (weft_sock *s = sl->head; s;) {
-        weft_sock *next = s->lnext;
-        s->loop = NULL;
-        s->lnext = s->lprev = NULL;
-        s = next;
-    }
-    free(sl);
-}
-
-static weft__ext_key socks_key = {"sockets", forget_socks, 0};
-
-/* Arms s on the running loop the first time one of its calls must wait. */
-static int arm(weft_sock *s, weft_loop *l)
-{
-    if (s->loop == l)
-        return 0;
-    if (s->loop)
-        return -EXDEV; /* belongs to another thread's loop */
-    sock_list *sl = weft__loop_ext(l, &socks_key);
-    if (!sl) {
-        if (!(sl = weft__sys_calloc(1, sizeof *sl)))
-            return -ENOMEM;
-        int rc = weft__loop_ext_set(l, &socks_key, sl);
-        if (rc < 0) {
-            free(sl);
-            return rc;
-        }
-    }
+    if (WEFT__UNLIKELY(s->loop != l))
+        return -EXDEV; /* another loop's: weft__sock_enter keeps users out */
     int rc = l->be->arm(l, &s->pe, WEFT__EV_IN | WEFT__EV_OUT);
-    if (rc < 0)
-        return rc;
-    s->loop = l;
-    s->lprev = NULL;
-    s->lnext = sl->head;
-    if (sl->head)
-        sl->head->lprev = s;
-    sl->head = s;
-    return 0;
+    if (rc == 0)
+        s->armed = true;
+    return rc;
 }
 
-int weft__sock_wait(weft_sock *s, int dir, int64_t deadline)
+static int wait_ready(weft__sock *s, int dir, int64_t deadline)
 {
     weft_loop *l = weft__tls_loop;
     if (!l || !l->current) {
@@ -144,35 +145,45 @@ int weft__sock_wait(weft_sock *s, int dir, int64_t deadline)
             s->wready = true;
         return 0;
     }
-    int rc = arm(s, l);
-    if (rc < 0)
+    int rc;
+    if (!s->armed && (rc = arm(s, l)) < 0)
         return rc;
     weft__wait w, twin;
     if (dir == (WEFT__EV_IN | WEFT__EV_OUT))
-        rc = weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
-    else
-        rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
-    if (s->closed)
-        return -ECANCELED;
-    return rc;
+        return weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
+    return weft__park(&w, dir == WEFT__EV_IN ? &s->rq : &s->wq, deadline);
 }
 
-int weft__sock_wait_held(weft_sock *s, int dir, int64_t deadline, bool *gone)
+int weft__sock_wait(weft__sock *s, int dir, int64_t deadline)
+{
+    if (s->closing)
+        return -EBADF;
+    int rc = wait_ready(s, dir, deadline);
+    /* Woken for readiness just before a close: the descriptor is gone. */
+    return s->closing ? -EBADF : rc;
+}
+
+int weft__sock_wait_closing(weft__sock *s, int dir, int64_t deadline)
+{
+    return wait_ready(s, dir, deadline);
+}
+
+int weft__sock_wait_held(weft__sock *s, int dir, int64_t deadline, bool *gone)
 {
     s->refs++;
     int rc = weft__sock_wait(s, dir, deadline);
-    bool closed = s->closed;
+    bool closing = s->closing;
     weft__sock_unref(s);
-    if (closed) {
+    if (closing) {
         if (gone)
             *gone = true;
-        return -ECANCELED;
+        return -EBADF;
     }
     return rc;
 }
 
 /* Takes dir of s for one call; waits its turn behind other callers. */
-static int take(weft_sock *s, int dir, int64_t deadline)
+static int take(weft__sock *s, int dir, int64_t deadline)
 {
     bool *busy = dir == WEFT__EV_IN ? &s->rbusy : &s->wbusy;
     if (!*busy) {
@@ -183,15 +194,15 @@ static int take(weft_sock *s, int dir, int64_t deadline)
         return -EBUSY; /* a parked coroutine holds it; the thread can't wait for that */
     weft__wait w;
     int rc = weft__park(&w, dir == WEFT__EV_IN ? &s->rlock : &s->wlock, deadline);
-    if (rc == 0 && s->closed)
-        rc = -ECANCELED;
+    if (rc == 0 && s->closing)
+        rc = -EBADF;
     return rc; /* on 0 the releaser handed *busy over to us */
 }
 
-static void give(weft_sock *s, int dir)
+static void give(weft__sock *s, int dir)
 {
     weft__waitq *q = dir == WEFT__EV_IN ? &s->rlock : &s->wlock;
-    if (q->head && !s->closed)
+    if (q->head && !s->closing)
         weft__wake(q->head, 0); /* hand over: busy stays set */
     else if (dir == WEFT__EV_IN)
         s->rbusy = false;
@@ -199,13 +210,13 @@ static void give(weft_sock *s, int dir)
         s->wbusy = false;
 }
 
-void weft__sock_unref(weft_sock *s)
+void weft__sock_unref(weft__sock *s)
 {
     if (--s->refs == 0 && s->closed)
         free(s);
 }
 
-ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
+ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
 {
     bool *ready = dir == WEFT__EV_IN ? &s->rready : &s->wready;
     bool busy = dir == WEFT__EV_IN ? s->rbusy : s->wbusy;
@@ -250,36 +261,40 @@ out:
     return r;
 }
 
-int weft__sock_close(weft_sock *s, bool reset)
+int weft__sock_close(weft__sock *s, bool reset)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    if (weft__sock_claim(s) < 0)
+        return -EBADF; /* a close has begun already */
+    return weft__sock_close_claimed(s, reset);
+}
+
+int weft__sock_close_claimed(weft__sock *s, bool reset)
+{
+    /* Waiters leave first: each holds a reference, and a layer's state
+     * that it may still point at is about to go. */
+    weft__wake_all(&s->rq, -EBADF);
+    weft__wake_all(&s->wq, -EBADF);
+    weft__wake_all(&s->rlock, -EBADF);
+    weft__wake_all(&s->wlock, -EBADF);
     if (s->ops) {
         const weft__sock_ops *ops = s->ops;
         s->ops = NULL;
+        s->refs++; /* the layer may wait */
         ops->close(s, reset);
+        s->refs--;
     }
     if (reset) {
         struct linger lg = { .l_onoff = 1, .l_linger = 0 };
         setsockopt(s->pe.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     weft_loop *l = s->loop;
-    if (l) {
-        /* Out of the poller before close(), so a reused fd number can
-         * never deliver its events to this socket's waiters. */
+    /* Out of the poller before close(), so a reused fd number can never
+     * deliver its events to this socket's waiters. */
+    if (s->armed)
         l->be->disarm(l, &s->pe);
-        if (s->lprev)
-            s->lprev->lnext = s->lnext;
-        else
-            ((sock_list *)weft__loop_ext(l, &socks_key))->head = s->lnext;
-        if (s->lnext)
-            s->lnext->lprev = s->lprev;
-    }
+    s->armed = false;
+    weft__sock_disown(s);
     s->closed = true;
-    weft__wake_all(&s->rq, -ECANCELED);
-    weft__wake_all(&s->wq, -ECANCELED);
-    weft__wake_all(&s->rlock, -ECANCELED);
-    weft__wake_all(&s->wlock, -ECANCELED);
     /* Linux frees the descriptor even when close reports EINTR: never retry. */
     int rc = close(s->pe.fd) == 0 || errno == EINTR ? 0 : -errno;
     s->pe.fd = -1;
@@ -288,14 +303,22 @@ int weft__sock_close(weft_sock *s, bool reset)
     return rc;
 }
 
-int weft_close(weft_sock *s)
+int weft_close(weft_sock *h)
 {
-    return weft__sock_close(s, false);
+    weft__sock *s;
+    int rc = weft__sock_enter(h, &s);
+    if (rc == -EXDEV)
+        return weft__sock_close_foreign(h, false);
+    return rc < 0 ? rc : weft__sock_close(s, false);
 }
 
-int weft_reset(weft_sock *s)
+int weft_reset(weft_sock *h)
 {
-    return weft__sock_close(s, true);
+    weft__sock *s;
+    int rc = weft__sock_enter(h, &s);
+    if (rc == -EXDEV)
+        return weft__sock_close_foreign(h, true);
+    return rc < 0 ? rc : weft__sock_close(s, true);
 }
 
 /* ---- receive ------------------------------------------------------------ */
@@ -304,9 +327,9 @@ int weft_reset(weft_sock *s)
  * next receive may wait for the poller's edge without trying first.  Not
  * once the peer's FIN or an error was seen: that edge may have come with
  * the data just read, and edge triggering would never report it again. */
-static inline bool drained_by_short_read(const weft_sock *s)
+static inline bool drained_by_short_read(const weft__sock *s)
 {
-    return (s->flags & WEFT__SOCK_STREAM) && !s->rhup;
+    return (s->flags & WEFT__SOCK_DRAINS) && !s->rhup;
 }
 
 typedef struct recv_op {
@@ -315,7 +338,7 @@ typedef struct recv_op {
     bool all; /* recvn: keep going until n */
 } recv_op;
 
-static ssize_t do_recv(weft_sock *s, void *ctx)
+static ssize_t do_recv(weft__sock *s, void *ctx)
 {
     recv_op *o = ctx;
     size_t want = o->n - o->got;
@@ -344,10 +367,9 @@ static ssize_t do_recv(weft_sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
+ssize_t weft_recv(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recv(s, buf, n, false, timeout_ms);
     if (n == 0)
@@ -356,10 +378,9 @@ ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
     return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv, &o);
 }
 
-ssize_t weft_recvn(weft_sock *s, void *buf, size_t n, int64_t timeout_ms)
+ssize_t weft_recvn(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recv(s, buf, n, true, timeout_ms);
     if (n == 0)
@@ -376,7 +397,7 @@ typedef struct recvv_op {
     size_t want;
 } recvv_op;
 
-static ssize_t do_recvv(weft_sock *s, void *ctx)
+static ssize_t do_recvv(weft__sock *s, void *ctx)
 {
     recvv_op *o = ctx;
     struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
@@ -402,10 +423,9 @@ ssize_t weft__iov_total(const struct iovec *iov, int iovcnt)
     return (ssize_t)total;
 }
 
-ssize_t weft_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+ssize_t weft_recvv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recvv(s, iov, iovcnt, timeout_ms);
     ssize_t total = weft__iov_total(iov, iovcnt);
@@ -425,7 +445,7 @@ typedef struct send_op {
     size_t n, done;
 } send_op;
 
-static ssize_t do_send(weft_sock *s, void *ctx)
+static ssize_t do_send(weft__sock *s, void *ctx)
 {
     send_op *o = ctx;
     ssize_t r = weft__sys_send(s->pe.fd, o->buf + o->done, o->n - o->done, SEND_FLAGS);
@@ -439,10 +459,9 @@ static ssize_t do_send(weft_sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-ssize_t weft_send(weft_sock *s, const void *buf, size_t n, int64_t timeout_ms)
+ssize_t weft_send(weft_sock *h, const void *buf, size_t n, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (n > SSIZE_MAX)
         return -EINVAL;
     if (WEFT__UNLIKELY(s->ops)) {
@@ -465,7 +484,7 @@ typedef struct sendv_op {
     size_t total, done;
 } sendv_op;
 
-static ssize_t do_sendv(weft_sock *s, void *ctx)
+static ssize_t do_sendv(weft__sock *s, void *ctx)
 {
     sendv_op *o = ctx;
     /* Skip what has gone out; copy a window so the first entry can start
@@ -492,10 +511,9 @@ static ssize_t do_sendv(weft_sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+ssize_t weft_sendv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->sendv(s, iov, iovcnt, timeout_ms);
     ssize_t total = weft__iov_total(iov, iovcnt);
@@ -509,17 +527,22 @@ ssize_t weft_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t ti
     return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
 }
 
-size_t weft_sock_sent(const weft_sock *s)
+size_t weft_sock_sent(const weft_sock *h)
 {
-    return s ? s->sent : 0;
+    weft__sock *s;
+    return weft__sock_enter(h, &s) == 0 ? s->sent : 0;
 }
 
 /* ---- readiness, shutdown, descriptors --------------------------------------- */
 
-int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
+int weft_sock_poll(weft_sock *h, int events, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    return weft__sock_poll(s, events, timeout_ms);
+}
+
+int weft__sock_poll(weft__sock *s, int events, int64_t timeout_ms)
+{
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->poll(s, events, timeout_ms);
     if (!(events & (WEFT_POLL_IN | WEFT_POLL_OUT)))
@@ -542,70 +565,80 @@ int weft_sock_poll(weft_sock *s, int events, int64_t timeout_ms)
     return (rc & WEFT__EV_IN ? WEFT_POLL_IN : 0) | (rc & WEFT__EV_OUT ? WEFT_POLL_OUT : 0);
 }
 
-int weft_shutdown(weft_sock *s, int how)
+int weft_shutdown(weft_sock *h, int how)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->shutdown(s, how);
-    int h;
+    int sh;
     switch (how) {
-    case WEFT_SHUT_RD: h = SHUT_RD; break;
-    case WEFT_SHUT_WR: h = SHUT_WR; break;
-    case WEFT_SHUT_RDWR: h = SHUT_RDWR; break;
+    case WEFT_SHUT_RD: sh = SHUT_RD; break;
+    case WEFT_SHUT_WR: sh = SHUT_WR; break;
+    case WEFT_SHUT_RDWR: sh = SHUT_RDWR; break;
     default: return -EINVAL;
     }
-    return shutdown(s->pe.fd, h) == 0 ? 0 : -errno;
+    return shutdown(s->pe.fd, sh) == 0 ? 0 : -errno;
 }
 
-int weft_sock_fd(const weft_sock *s)
+int weft_sock_fd(const weft_sock *h)
 {
-    return s && !s->closed ? s->pe.fd : -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    return s->pe.fd;
 }
 
 int weft_sock_wrap(weft_sock **out, int fd)
 {
-    int type;
+    int type, family = 0, protocol = 0;
     socklen_t len = sizeof type;
     if (!out || fd < 0)
         return -EBADF;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
         return -errno;
+    len = sizeof family;
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len);
+    len = sizeof protocol;
+    getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
     int acc = 0;
     len = sizeof acc;
     getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len);
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
-    weft_sock *s;
-    unsigned flags = (type == SOCK_STREAM ? WEFT__SOCK_STREAM : 0) | (acc ? WEFT__SOCK_LISTEN : 0) |
-                     (type == SOCK_DGRAM || type == SOCK_RAW || type == SOCK_SEQPACKET ? WEFT__SOCK_DGRAM : 0);
+    weft__sock *s;
+    unsigned flags = weft__sock_flags_for(family, type, protocol) | (acc ? WEFT__SOCK_LISTEN : 0);
     int rc = weft__sock_new(&s, fd, flags);
     if (rc < 0)
         return rc;
     if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
         rc = -errno;
-        free(s);
+        weft__sock_discard(s);
         return rc;
     }
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    *out = s;
+    *out = weft__sock_handle(s);
     return 0;
 }
 
-int weft_sock_local(const weft_sock *s, weft_addr *out)
+int weft_sock_local(const weft_sock *h, weft_addr *out)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    if (!out)
+        return -EINVAL;
     memset(out, 0, sizeof *out);
     out->len = sizeof out->u;
     return getsockname(s->pe.fd, &out->u.sa, &out->len) == 0 ? 0 : -errno;
 }
 
-int weft_sock_peer(const weft_sock *s, weft_addr *out)
+int weft_sock_peer(const weft_sock *h, weft_addr *out)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    if (!out)
+        return -EINVAL;
+    return weft__sock_peer(s, out);
+}
+
+int weft__sock_peer(const weft__sock *s, weft_addr *out)
+{
     memset(out, 0, sizeof *out);
     out->len = sizeof out->u;
     return getpeername(s->pe.fd, &out->u.sa, &out->len) == 0 ? 0 : -errno;

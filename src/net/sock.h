@@ -7,6 +7,8 @@
 
 #include "internal.h"
 
+typedef struct weft__sock weft__sock;
+
 /* The names layer's part in making a loop (src/modules.c). */
 extern const weft__module weft__names_module;
 /* weft_resolve with an absolute deadline (ns). */
@@ -15,71 +17,188 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
 /* Connects to a name: looks it up, then races the addresses (Happy
  * Eyeballs, RFC 8305) before deadline.  Returns 0 or an error of
  * weft_tcp_connect or weft_resolve. */
-int weft__connect_name(weft_sock **out, const char *host, int port, int64_t deadline);
+int weft__connect_name(weft__sock **out, const char *host, int port, int64_t deadline);
 
 enum {
-    WEFT__SOCK_STREAM = 1,   /* byte stream: a short read means drained */
+    WEFT__SOCK_STREAM = 1,   /* a byte stream: TCP, unix stream */
     WEFT__SOCK_LISTEN = 2,
     WEFT__SOCK_FDBLOCK = 4,  /* the fd itself is in blocking mode */
-    WEFT__SOCK_DGRAM = 8,    /* datagrams: receives report truncation */
+    WEFT__SOCK_DGRAM = 8,    /* a record per receive (datagrams, seqpacket):
+                              * receives report truncation */
     WEFT__SOCK_GSO = 16,     /* UDP GSO known to work here */
     WEFT__SOCK_NOGSO = 32,   /* ... known not to: send datagrams one by one */
+    WEFT__SOCK_DRAINS = 64,  /* a short read means drained: TCP until urgent
+                              * data is seen (unix streams stop short at
+                              * passed descriptors and credentials) */
 };
 
 /* A layer over the descriptor (TLS): when a socket has ops, the public
  * data calls go through them instead of the plain syscalls.  close runs
- * first thing in weft__sock_close (it may wait, bounded) and frees the
- * layer's state; the socket core then closes the descriptor. */
+ * in weft__sock_close once the socket is closing and its waiters have been
+ * sent away (it may wait, bounded, with weft__sock_wait_closing) and frees
+ * the layer's state; the socket core then closes the descriptor. */
 typedef struct weft__sock_ops {
-    ssize_t (*recv)(weft_sock *s, void *buf, size_t n, bool all, int64_t timeout_ms);
-    ssize_t (*recvv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
-    ssize_t (*sendv)(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
-    int (*poll)(weft_sock *s, int events, int64_t timeout_ms);
-    int (*shutdown)(weft_sock *s, int how);
-    void (*close)(weft_sock *s, bool reset);
+    ssize_t (*recv)(weft__sock *s, void *buf, size_t n, bool all, int64_t timeout_ms);
+    ssize_t (*recvv)(weft__sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
+    ssize_t (*sendv)(weft__sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
+    int (*poll)(weft__sock *s, int events, int64_t timeout_ms);
+    int (*shutdown)(weft__sock *s, int how);
+    void (*close)(weft__sock *s, bool reset);
 } weft__sock_ops;
 
-struct weft_sock {
+/* A socket.  Users hold a handle (weft_sock *) that names it through the
+ * handle table (handle.c); the record itself lives until it is closed and
+ * the last call using it has left. */
+struct weft__sock {
     weft__pollent pe;        /* pe.fd is the descriptor; first member */
-    weft_loop *loop;         /* loop it is armed on, NULL before the first wait */
+    weft_loop *loop;         /* the loop that owns it; NULL: none yet */
+    uint32_t idx, gen;       /* its handle: slot and generation */
     unsigned flags;
+    bool armed;              /* on loop's poller (at its first wait) */
     bool rready, wready;     /* cached edge-triggered readiness */
     bool rhup;               /* the poller saw the peer's FIN or an error:
                               * from then on reads never wait for an edge */
-    bool closed;
+    bool closing;            /* weft_close has begun: the handle is dead and
+                              * every waiter leaves with -EBADF */
+    bool closed;             /* the descriptor is closed */
     bool rbusy, wbusy;       /* a receiver / sender holds the direction */
     int refs;                /* calls in progress; free waits for 0 */
     weft__waitq rq, wq;      /* waiting for readiness */
     weft__waitq rlock, wlock; /* waiting for their turn */
     size_t sent;
-    weft_sock *lnext, *lprev; /* the list of sockets armed on loop */
+    weft__sock *lnext, *lprev; /* the sockets loop owns */
     const weft__sock_ops *ops; /* NULL: plain descriptor */
     void *layer;               /* the ops' state */
 };
 
+/* ---- handles (handle.c) ---------------------------------------------------- */
+
+/* A handle is (generation << 32) | (slot + 1).  Closing a socket bumps its
+ * slot's generation, so every copy of the old handle fails from then on
+ * with -EBADF, however late it is used; nothing ever frees a slot. */
+#define WEFT__SOCK_CHUNK_BITS 12
+#define WEFT__SOCK_CHUNKS 4096 /* up to 16 M sockets at once */
+
+typedef struct weft__sock_slot {
+    uint32_t gen;      /* atomic: the live handle's generation */
+    uint32_t next;     /* free list: the next free slot + 1 */
+    weft__sock *s;     /* the socket while gen matches its handle */
+    weft_loop *owner;  /* atomic (written under the table's lock) */
+} weft__sock_slot;
+
+extern weft__sock_slot *weft__sock_chunks[WEFT__SOCK_CHUNKS];
+
+static inline weft_sock *weft__sock_handle(const weft__sock *s)
+{
+    return (weft_sock *)(uintptr_t)(((uint64_t)s->gen << 32) | ((uint64_t)s->idx + 1));
+}
+
+/* The slot h names, while its generation matches; NULL otherwise. */
+static inline weft__sock_slot *weft__sock_slot_of(const weft_sock *h)
+{
+    uint64_t v = (uint64_t)(uintptr_t)h;
+    uint32_t idx = (uint32_t)v - 1;
+    if (WEFT__UNLIKELY(idx >= (uint32_t)WEFT__SOCK_CHUNKS << WEFT__SOCK_CHUNK_BITS))
+        return NULL;
+    weft__sock_slot *c =
+        __atomic_load_n(&weft__sock_chunks[idx >> WEFT__SOCK_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (WEFT__UNLIKELY(!c))
+        return NULL;
+    weft__sock_slot *e = &c[idx & ((1u << WEFT__SOCK_CHUNK_BITS) - 1)];
+    if (WEFT__UNLIKELY(__atomic_load_n(&e->gen, __ATOMIC_ACQUIRE) != (uint32_t)(v >> 32)))
+        return NULL;
+    return e;
+}
+
+int weft__sock_enter_slow(weft__sock_slot *e, weft__sock **out);
+
+/* The socket h names, for a call from this thread.  Returns 0, -EBADF (not
+ * a socket, or closed), -EXDEV (another loop owns it).  A socket no loop
+ * owns yet becomes the calling loop's here. */
+static inline int weft__sock_enter(const weft_sock *h, weft__sock **out)
+{
+    weft__sock_slot *e = weft__sock_slot_of(h);
+    if (WEFT__UNLIKELY(!e))
+        return -EBADF;
+    if (WEFT__UNLIKELY(__atomic_load_n(&e->owner, __ATOMIC_RELAXED) != weft__tls_loop))
+        return weft__sock_enter_slow(e, out);
+    *out = e->s;
+    return 0;
+}
+
+/* Declares s, the socket handle h names, or returns enter's error. */
+#define WEFT__SOCK_ENTER(s, h)                                                                     \
+    weft__sock *s;                                                                                 \
+    do {                                                                                           \
+        int enter_rc_ = weft__sock_enter((h), &s);                                                 \
+        if (WEFT__UNLIKELY(enter_rc_ < 0))                                                         \
+            return enter_rc_;                                                                      \
+    } while (0)
+
+/* Gives s a slot and a handle, owned by the running loop (if any).
+ * Returns 0 or -ENOMEM. */
+int weft__sock_slot_new(weft__sock *s);
+/* Claims s for closing: sets s->closing, kills its handle (every copy of
+ * it fails from now on) and gives its slot back.  Returns 0, or -EBADF if
+ * s was claimed already.  Thread-safe. */
+int weft__sock_claim(weft__sock *s);
+/* Adds s to the sockets l owns, or takes it off. */
+int weft__sock_own(weft_loop *l, weft__sock *s);
+void weft__sock_disown(weft__sock *s);
+/* A close asked for from a thread that does not own h's socket: the
+ * owning loop closes it (hand-off), or the caller does when no loop owns
+ * it.  Returns 0 or -EBADF. */
+int weft__sock_close_foreign(weft_sock *h, bool reset);
+
+/* ---- the socket core (sock.c) ----------------------------------------------- */
+
 /* Waits until s is ready for dir (WEFT__EV_IN, WEFT__EV_OUT or both) or
  * deadline.  In a coroutine it parks; elsewhere it polls the thread.
- * Returns 0, -ETIMEDOUT, -ECANCELED (cancel or s closed).  The caller
- * holds a reference (s->refs) so that a close cannot free s meanwhile. */
-int weft__sock_wait(weft_sock *s, int dir, int64_t deadline);
+ * Returns 0, -ETIMEDOUT, -ECANCELED (weft_cancel, or the loop is being
+ * freed), -EBADF (s was closed meanwhile).  The caller holds a reference
+ * (s->refs) so that a close cannot free s meanwhile. */
+int weft__sock_wait(weft__sock *s, int dir, int64_t deadline);
 /* The same for a caller that holds none: takes one for the wait.  If s was
- * closed meanwhile it returns -ECANCELED and sets *gone (when gone is not
+ * closed meanwhile it returns -EBADF and sets *gone (when gone is not
  * NULL), and s must not be touched again. */
-int weft__sock_wait_held(weft_sock *s, int dir, int64_t deadline, bool *gone);
+int weft__sock_wait_held(weft__sock *s, int dir, int64_t deadline, bool *gone);
+/* For a layer's close (ops->close) only: waits as weft__sock_wait does,
+ * on a socket that is closing. */
+int weft__sock_wait_closing(weft__sock *s, int dir, int64_t deadline);
 /* One attempt of an operation: >= 0 done; -EAGAIN not ready (wait, then
  * call again); -EINTR call again at once; other negative: failed. */
-typedef ssize_t (*weft__sock_op)(weft_sock *s, void *ctx);
+typedef ssize_t (*weft__sock_op)(weft__sock *s, void *ctx);
 /* Runs op until it completes, taking s's dir for the duration and waiting
  * for readiness between attempts, within timeout_ms. */
-ssize_t weft__sock_io(weft_sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx);
-/* Closes s's descriptor (linger 0 first if reset) and frees s once no call
- * is using it. */
-int weft__sock_close(weft_sock *s, bool reset);
+ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx);
+/* Closes s: kills its handle, sends its waiters away with -EBADF, runs the
+ * layer's close, takes the descriptor off the poller, closes it (linger 0
+ * first if reset) and frees s once no call is using it.  Returns 0 or
+ * close(2)'s error; -EBADF if s is already closing. */
+int weft__sock_close(weft__sock *s, bool reset);
+/* The rest of weft__sock_close, for a socket already claimed. */
+int weft__sock_close_claimed(weft__sock *s, bool reset);
 /* Drops a reference a waiting call took (s->refs++); frees a socket that
  * was closed meanwhile once the last one is gone. */
-void weft__sock_unref(weft_sock *s);
-/* Makes a weft_sock for fd (already non-blocking).  Returns 0 or -ENOMEM. */
-int weft__sock_new(weft_sock **out, int fd, unsigned flags);
+void weft__sock_unref(weft__sock *s);
+/* Makes a socket for fd (already non-blocking), with a handle, owned by
+ * the running loop if there is one.  Returns 0 or -ENOMEM (fd is then the
+ * caller's still). */
+int weft__sock_new(weft__sock **out, int fd, unsigned flags);
+/* Frees a socket weft__sock_new made that nobody has seen yet, without
+ * closing its descriptor. */
+void weft__sock_discard(weft__sock *s);
+/* The flags of a new socket of family, type and protocol. */
+unsigned weft__sock_flags_for(int family, int type, int protocol);
+
+/* Internal twins of the public calls, on sockets rather than handles. */
+int weft__socket(weft__sock **out, int family, int type, int protocol);
+int weft__bind(weft__sock *s, const weft_addr *a);
+int weft__listen(weft__sock *s, int backlog);
+int weft__connect(weft__sock *s, const weft_addr *a, int64_t timeout_ms);
+int weft__accept(weft__sock *l, weft__sock **out, int64_t timeout_ms);
+int weft__sock_poll(weft__sock *s, int events, int64_t timeout_ms);
+int weft__sock_peer(const weft__sock *s, weft_addr *out);
 
 /* Waits on a raw descriptor outside a coroutine with poll(); ns deadline. */
 int weft__fd_poll(int fd, int events, int64_t deadline);
@@ -90,11 +209,12 @@ ssize_t weft__iov_total(const struct iovec *iov, int iovcnt);
  * WEFT__NEVER, 0 once passed). */
 int64_t weft__ms_left(int64_t deadline);
 /* Sleeps ms or until deadline on s's receive queue, so that closing s or a
- * cancel ends it early.  Returns 0 when the time is up, or -ECANCELED. */
-int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline);
+ * cancel ends it early.  Returns 0 when the time is up, -EBADF (closed) or
+ * -ECANCELED. */
+int weft__sock_backoff(weft__sock *s, int64_t ms, int64_t deadline);
 /* A new socket of a's family and the given type, connected to a within
  * timeout_ms; closed again on failure.  Returns 0 or weft_connect's and
  * weft_socket's errors. */
-int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms);
+int weft__dial(weft__sock **out, const weft_addr *a, int type, int64_t timeout_ms);
 
 #endif /* WEFT_NET_SOCK_H */

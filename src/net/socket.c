@@ -21,20 +21,9 @@ int64_t weft__ms_left(int64_t deadline)
     return left <= 0 ? 0 : (left + WEFT__NS_PER_MS - 1) / WEFT__NS_PER_MS;
 }
 
-static unsigned flags_for_type(int type)
+int weft__socket(weft__sock **out, int family, int type, int protocol)
 {
-    switch (type) {
-    case SOCK_STREAM: return WEFT__SOCK_STREAM;
-    case SOCK_DGRAM:
-    case SOCK_RAW:
-    case SOCK_SEQPACKET: return WEFT__SOCK_DGRAM;
-    default: return 0;
-    }
-}
-
-int weft_socket(weft_sock **out, int family, int type, int protocol)
-{
-    if (!out || (type & (SOCK_NONBLOCK | SOCK_CLOEXEC)))
+    if (type & (SOCK_NONBLOCK | SOCK_CLOEXEC))
         return -EINVAL;
     int fd = weft__sys_socket(family, type | SOCK_FLAGS, protocol);
     if (fd < 0)
@@ -43,25 +32,44 @@ int weft_socket(weft_sock **out, int family, int type, int protocol)
         int off = 0; /* dual-stack whatever the system default */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
     }
-    int rc = weft__sock_new(out, fd, flags_for_type(type));
+    int rc = weft__sock_new(out, fd, weft__sock_flags_for(family, type, protocol));
     if (rc < 0)
         close(fd);
     return rc;
 }
 
-int weft_bind(weft_sock *s, const weft_addr *a)
+int weft_socket(weft_sock **out, int family, int type, int protocol)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    if (!out)
+        return -EINVAL;
+    weft__sock *s;
+    int rc = weft__socket(&s, family, type, protocol);
+    if (rc == 0)
+        *out = weft__sock_handle(s);
+    return rc;
+}
+
+int weft__bind(weft__sock *s, const weft_addr *a)
+{
     if (!a || a->len == 0 || a->len > sizeof a->u)
         return -EINVAL;
     return weft__sys_bind(s->pe.fd, &a->u.sa, a->len) == 0 ? 0 : -errno;
 }
 
-int weft_listen(weft_sock *s, int backlog)
+int weft_bind(weft_sock *h, const weft_addr *a)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    return weft__bind(s, a);
+}
+
+int weft_listen(weft_sock *h, int backlog)
+{
+    WEFT__SOCK_ENTER(s, h);
+    return weft__listen(s, backlog);
+}
+
+int weft__listen(weft__sock *s, int backlog)
+{
     if (weft__sys_listen(s->pe.fd, backlog > 0 ? backlog : SOMAXCONN) != 0)
         return -errno;
     s->flags |= WEFT__SOCK_LISTEN;
@@ -69,9 +77,9 @@ int weft_listen(weft_sock *s, int backlog)
 }
 
 /* Sleeps until the earlier of ms from now and deadline, or less if s is
- * closed or the caller cancelled.  Returns 0 when the time is up, else the
- * wait's error. */
-int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline)
+ * closed (-EBADF) or the caller cancelled.  Returns 0 when the time is up,
+ * else the wait's error. */
+int weft__sock_backoff(weft__sock *s, int64_t ms, int64_t deadline)
 {
     int64_t until = weft__now_ns() + ms * WEFT__NS_PER_MS;
     if (until > deadline)
@@ -86,17 +94,21 @@ int weft__sock_backoff(weft_sock *s, int64_t ms, int64_t deadline)
     weft__wait w;
     s->refs++;
     int rc = weft__park(&w, &s->rq, until);
-    bool closed = s->closed;
+    bool closing = s->closing;
     weft__sock_unref(s);
-    if (closed)
-        return -ECANCELED;
+    if (closing)
+        return -EBADF;
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 
-int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
+int weft_connect(weft_sock *h, const weft_addr *a, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
+    return weft__connect(s, a, timeout_ms);
+}
+
+int weft__connect(weft__sock *s, const weft_addr *a, int64_t timeout_ms)
+{
     if (!a || a->len > sizeof a->u)
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
@@ -135,13 +147,13 @@ int weft_connect(weft_sock *s, const weft_addr *a, int64_t timeout_ms)
     return err ? -err : 0;
 }
 
-int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms)
+int weft__dial(weft__sock **out, const weft_addr *a, int type, int64_t timeout_ms)
 {
-    weft_sock *s;
-    int rc = weft_socket(&s, a->u.sa.sa_family, type, 0);
+    weft__sock *s;
+    int rc = weft__socket(&s, a->u.sa.sa_family, type, 0);
     if (rc < 0)
         return rc;
-    if ((rc = weft_connect(s, a, timeout_ms)) < 0) {
+    if ((rc = weft__connect(s, a, timeout_ms)) < 0) {
         weft__sock_close(s, false);
         return rc;
     }
@@ -149,7 +161,7 @@ int weft__dial(weft_sock **out, const weft_addr *a, int type, int64_t timeout_ms
     return 0;
 }
 
-static ssize_t do_accept(weft_sock *s, void *ctx)
+static ssize_t do_accept(weft__sock *s, void *ctx)
 {
     (void)ctx;
     if (s->flags & WEFT__SOCK_FDBLOCK) {
@@ -188,19 +200,31 @@ static bool out_of_resources(ssize_t err)
     return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
 }
 
-int weft_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
+int weft_accept(weft_sock *lh, weft_sock **out, int64_t timeout_ms)
 {
-    if (!l || l->closed || !out)
-        return -EBADF;
+    WEFT__SOCK_ENTER(l, lh);
+    if (!out)
+        return -EINVAL;
+    weft__sock *s;
+    int rc = weft__accept(l, &s, timeout_ms);
+    if (rc == 0)
+        *out = weft__sock_handle(s);
+    return rc;
+}
+
+int weft__accept(weft__sock *l, weft__sock **out, int64_t timeout_ms)
+{
     if (!(l->flags & WEFT__SOCK_LISTEN))
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
     int64_t backoff = BACKOFF_MIN_MS;
     for (;;) {
         /* The record first: once accept4 has taken a connection off the
-         * queue, nothing may fail and drop it. */
-        weft_sock *s;
-        ssize_t fd = weft__sock_new(&s, -1, WEFT__SOCK_STREAM);
+         * queue, nothing may fail and drop it.  A connection is of its
+         * listener's kind (a seqpacket listener's keep their records). */
+        weft__sock *s;
+        unsigned kind = WEFT__SOCK_STREAM | WEFT__SOCK_DGRAM | WEFT__SOCK_DRAINS;
+        ssize_t fd = weft__sock_new(&s, -1, l->flags & kind);
         if (fd == 0) {
             fd = weft__sock_io(l, WEFT__EV_IN, weft__ms_left(deadline), do_accept, NULL);
             if (fd >= 0) {
@@ -208,7 +232,7 @@ int weft_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
                 *out = s;
                 return 0;
             }
-            free(s);
+            weft__sock_discard(s);
         }
         if (!out_of_resources(fd) || weft__ms_left(deadline) == 0)
             return (int)fd;

@@ -8,20 +8,20 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-static int set_int(weft_sock *s, int level, int name, int v)
+static int set_int(weft__sock *s, int level, int name, int v)
 {
-    if (!s || s->closed)
-        return -EBADF;
     return setsockopt(s->pe.fd, level, name, &v, sizeof v) == 0 ? 0 : -errno;
 }
 
-int weft_sock_set_nodelay(weft_sock *s, int on)
+int weft_sock_set_nodelay(weft_sock *h, int on)
 {
+    WEFT__SOCK_ENTER(s, h);
     return set_int(s, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
 }
 
-int weft_sock_set_keepalive(weft_sock *s, int on, int idle_s, int interval_s, int count)
+int weft_sock_set_keepalive(weft_sock *h, int on, int idle_s, int interval_s, int count)
 {
+    WEFT__SOCK_ENTER(s, h);
     int rc = set_int(s, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
     if (rc < 0 || !on)
         return rc;
@@ -34,8 +34,9 @@ int weft_sock_set_keepalive(weft_sock *s, int on, int idle_s, int interval_s, in
     return 0;
 }
 
-int weft_sock_set_bufsize(weft_sock *s, int rcvbuf, int sndbuf)
+int weft_sock_set_bufsize(weft_sock *h, int rcvbuf, int sndbuf)
 {
+    WEFT__SOCK_ENTER(s, h);
     int rc = 0;
     if (rcvbuf < 0 || sndbuf < 0)
         return -EINVAL;
@@ -43,13 +44,12 @@ int weft_sock_set_bufsize(weft_sock *s, int rcvbuf, int sndbuf)
         return rc;
     if (sndbuf > 0 && (rc = set_int(s, SOL_SOCKET, SO_SNDBUF, sndbuf)) < 0)
         return rc;
-    return !s || s->closed ? -EBADF : 0;
+    return 0;
 }
 
-int weft_sock_set_blocking(weft_sock *s, int on)
+int weft_sock_set_blocking(weft_sock *h, int on)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     int fl = fcntl(s->pe.fd, F_GETFL);
     if (fl < 0)
         return -errno;

@@ -15,10 +15,8 @@
 #include <string.h>
 
 /* The socket's address family; -EBADF, or -EINVAL for a stream socket. */
-static int family_of(const weft_sock *s)
+static int family_of(const weft__sock *s)
 {
-    if (!s || s->closed)
-        return -EBADF;
     if (s->ops || (s->flags & (WEFT__SOCK_STREAM | WEFT__SOCK_LISTEN)))
         return -EINVAL;
     int fam;
@@ -89,8 +87,9 @@ int weft_udp_open(weft_sock **out, int family)
     return weft_socket(out, family, SOCK_DGRAM, IPPROTO_UDP);
 }
 
-int weft_udp_bind(weft_sock *s, const char *host, int port)
+int weft_udp_bind(weft_sock *h, const char *host, int port)
 {
+    WEFT__SOCK_ENTER(s, h);
     int fam = family_of(s);
     if (fam < 0)
         return fam;
@@ -98,11 +97,12 @@ int weft_udp_bind(weft_sock *s, const char *host, int port)
     int rc = addr_for(fam, host, port, &a);
     if (rc < 0)
         return rc;
-    return weft_bind(s, &a);
+    return weft__bind(s, &a);
 }
 
-int weft_udp_connect(weft_sock *s, const char *host, int port)
+int weft_udp_connect(weft_sock *h, const char *host, int port)
 {
+    WEFT__SOCK_ENTER(s, h);
     int fam = family_of(s);
     if (fam < 0)
         return fam;
@@ -111,19 +111,19 @@ int weft_udp_connect(weft_sock *s, const char *host, int port)
         /* AF_UNSPEC: the kernel forgets the peer (and a port it chose at
          * connect, if the socket was never bound). */
         memset(&a, 0, sizeof a);
-        return weft_connect(s, &a, 0);
+        return weft__connect(s, &a, 0);
     }
     if (strcmp(host, "*") == 0 || port == 0)
         return -EINVAL;
     int rc = addr_for(fam, host, port, &a);
     if (rc < 0)
         return rc;
-    return weft_connect(s, &a, 0);
+    return weft__connect(s, &a, 0);
 }
 
 /* Joins or leaves group on iface with the protocol-independent
  * MCAST_JOIN_GROUP/MCAST_LEAVE_GROUP requests. */
-static int membership(weft_sock *s, const char *group, const char *iface, bool join)
+static int membership(weft__sock *s, const char *group, const char *iface, bool join)
 {
     int fam = family_of(s);
     if (fam < 0)
@@ -159,20 +159,22 @@ static int membership(weft_sock *s, const char *group, const char *iface, bool j
     return 0;
 }
 
-int weft_udp_join(weft_sock *s, const char *group, const char *iface)
+int weft_udp_join(weft_sock *h, const char *group, const char *iface)
 {
+    WEFT__SOCK_ENTER(s, h);
     return membership(s, group, iface, true);
 }
 
-int weft_udp_leave(weft_sock *s, const char *group, const char *iface)
+int weft_udp_leave(weft_sock *h, const char *group, const char *iface)
 {
+    WEFT__SOCK_ENTER(s, h);
     return membership(s, group, iface, false);
 }
 
 /* Sets an IPv4 multicast option, and on IPv6 sockets its IPv6 twin too
  * (the IPv4 one then covers datagrams to IPv4 groups; it is best effort
  * there, for kernels that refuse IPv4 options on IPv6 sockets). */
-static int set_mcast(weft_sock *s, int v4opt, int v6opt, int v)
+static int set_mcast(weft__sock *s, int v4opt, int v6opt, int v)
 {
     int fam = family_of(s);
     if (fam < 0)
@@ -187,20 +189,23 @@ static int set_mcast(weft_sock *s, int v4opt, int v6opt, int v)
     return 0;
 }
 
-int weft_udp_set_ttl(weft_sock *s, int ttl)
+int weft_udp_set_ttl(weft_sock *h, int ttl)
 {
+    WEFT__SOCK_ENTER(s, h);
     if (ttl < 0 || ttl > 255)
-        return !s || s->closed ? -EBADF : -EINVAL;
+        return -EINVAL;
     return set_mcast(s, IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS, ttl);
 }
 
-int weft_udp_set_loop(weft_sock *s, int on)
+int weft_udp_set_loop(weft_sock *h, int on)
 {
+    WEFT__SOCK_ENTER(s, h);
     return set_mcast(s, IP_MULTICAST_LOOP, IPV6_MULTICAST_LOOP, on ? 1 : 0);
 }
 
-int weft_udp_set_mcast_iface(weft_sock *s, const char *iface)
+int weft_udp_set_mcast_iface(weft_sock *h, const char *iface)
 {
+    WEFT__SOCK_ENTER(s, h);
     int fam = family_of(s);
     if (fam < 0)
         return fam;
@@ -221,8 +226,9 @@ int weft_udp_set_mcast_iface(weft_sock *s, const char *iface)
     return 0;
 }
 
-int weft_udp_set_broadcast(weft_sock *s, int on)
+int weft_udp_set_broadcast(weft_sock *h, int on)
 {
+    WEFT__SOCK_ENTER(s, h);
     int fam = family_of(s);
     if (fam < 0)
         return fam;

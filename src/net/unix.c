@@ -53,32 +53,32 @@ static bool is_path(const weft_addr *a)
 int weft_unix_listen(weft_sock **out, const char *path, int backlog)
 {
     weft_addr a;
-    weft_sock *s;
+    weft__sock *s;
     if (!out)
         return -EINVAL;
     int rc = weft_addr_unix(&a, path);
     if (rc < 0)
         return rc;
-    if ((rc = weft_socket(&s, AF_UNIX, SOCK_STREAM, 0)) < 0)
+    if ((rc = weft__socket(&s, AF_UNIX, SOCK_STREAM, 0)) < 0)
         return rc;
-    if ((rc = weft_bind(s, &a)) < 0)
+    if ((rc = weft__bind(s, &a)) < 0)
         goto fail;
-    if ((rc = weft_listen(s, backlog)) < 0) {
+    if ((rc = weft__listen(s, backlog)) < 0) {
         /* The file is the one bind just made: leave nothing behind. */
         if (is_path(&a))
             unlink(a.u.un.sun_path);
         goto fail;
     }
-    *out = s;
+    *out = weft__sock_handle(s);
     return 0;
 fail:
     weft__sock_close(s, false);
     return rc;
 }
 
-int weft_unix_accept(weft_sock *l, weft_sock **out, int64_t timeout_ms)
+int weft_unix_accept(weft_sock *lh, weft_sock **out, int64_t timeout_ms)
 {
-    return weft_accept(l, out, timeout_ms);
+    return weft_accept(lh, out, timeout_ms);
 }
 
 int weft_unix_connect(weft_sock **out, const char *path, int64_t timeout_ms)
@@ -89,51 +89,49 @@ int weft_unix_connect(weft_sock **out, const char *path, int64_t timeout_ms)
     int rc = weft_addr_unix(&a, path);
     if (rc < 0)
         return rc;
-    return weft__dial(out, &a, SOCK_STREAM, timeout_ms);
+    weft__sock *s;
+    if ((rc = weft__dial(&s, &a, SOCK_STREAM, timeout_ms)) == 0)
+        *out = weft__sock_handle(s);
+    return rc;
 }
 
 int weft_unix_dgram_open(weft_sock **out, const char *path)
 {
     weft_addr a;
-    weft_sock *s;
+    weft__sock *s;
     if (!out)
         return -EINVAL;
     int rc = path ? weft_addr_unix(&a, path) : 0;
     if (rc < 0)
         return rc;
-    if ((rc = weft_socket(&s, AF_UNIX, SOCK_DGRAM, 0)) < 0)
+    if ((rc = weft__socket(&s, AF_UNIX, SOCK_DGRAM, 0)) < 0)
         return rc;
-    if (path && (rc = weft_bind(s, &a)) < 0) {
+    if (path && (rc = weft__bind(s, &a)) < 0) {
         weft__sock_close(s, false);
         return rc;
     }
-    *out = s;
+    *out = weft__sock_handle(s);
     return 0;
 }
 
 int weft_socketpair(weft_sock *out[2], int type)
 {
-    unsigned flags;
-    if (!out)
+    if (!out || (type != SOCK_STREAM && type != SOCK_DGRAM))
         return -EINVAL;
-    switch (type) {
-    case SOCK_STREAM: flags = WEFT__SOCK_STREAM; break;
-    case SOCK_DGRAM: flags = WEFT__SOCK_DGRAM; break;
-    default: return -EINVAL;
-    }
+    unsigned flags = weft__sock_flags_for(AF_UNIX, type, 0);
     int sv[2];
     if (weft__sys_socketpair(AF_UNIX, type | SOCK_FLAGS, 0, sv) != 0)
         return -errno;
-    weft_sock *a, *b;
+    weft__sock *a, *b;
     int rc = weft__sock_new(&a, sv[0], flags);
     if (rc < 0)
         goto fail;
     if ((rc = weft__sock_new(&b, sv[1], flags)) < 0) {
-        free(a);
+        weft__sock_discard(a);
         goto fail;
     }
-    out[0] = a;
-    out[1] = b;
+    out[0] = weft__sock_handle(a);
+    out[1] = weft__sock_handle(b);
     return 0;
 fail:
     close(sv[0]);
@@ -143,7 +141,7 @@ fail:
 
 /* ---- passing descriptors -------------------------------------------------- */
 
-static ssize_t do_send_fd(weft_sock *s, void *ctx)
+static ssize_t do_send_fd(weft__sock *s, void *ctx)
 {
     int fd = *(const int *)ctx;
     char byte = 0;
@@ -166,9 +164,10 @@ static ssize_t do_send_fd(weft_sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-int weft_send_fd(weft_sock *s, int fd, int64_t timeout_ms)
+int weft_send_fd(weft_sock *h, int fd, int64_t timeout_ms)
 {
-    if (!s || s->closed || fd < 0)
+    WEFT__SOCK_ENTER(s, h);
+    if (fd < 0)
         return -EBADF;
     /* Any other family would take the byte and silently drop the
      * descriptor; a layer (TLS) owns the byte stream. */
@@ -194,7 +193,7 @@ static void close_fds(struct msghdr *m)
     }
 }
 
-static ssize_t do_recv_fd(weft_sock *s, void *ctx)
+static ssize_t do_recv_fd(weft__sock *s, void *ctx)
 {
     int *out = ctx;
     char byte;
@@ -230,10 +229,9 @@ static ssize_t do_recv_fd(weft_sock *s, void *ctx)
     return r == 0 ? 0 : -EBADMSG; /* end of stream, or bytes without a descriptor */
 }
 
-int weft_recv_fd(weft_sock *s, int *fd, int64_t timeout_ms)
+int weft_recv_fd(weft_sock *h, int *fd, int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (!fd || s->ops)
         return -EINVAL;
     return (int)weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv_fd, fd);

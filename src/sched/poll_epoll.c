@@ -2,7 +2,7 @@
  * poll_epoll.c - the Linux epoll poller.
  *
  * Each socket is registered once, edge-triggered, for input and output
- * together (EPOLLET | EPOLLIN | EPOLLOUT | EPOLLRDHUP), and stays so until
+ * together (EPOLLET | EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP), and stays so until
  * it is closed: waiting never costs an epoll_ctl.  The loop's own eventfd
  * and timerfd are registered for input only.  The sockets cache the
  * edges as readiness flags and only park after EAGAIN (or a short read),
@@ -48,7 +48,7 @@ static int ctl(weft_loop *l, int op, weft__pollent *e, int events)
     epoll_state *st = l->be_data;
     struct epoll_event ev = { .events = EPOLLET, .data.ptr = e };
     if (events & WEFT__EV_IN)
-        ev.events |= EPOLLIN | EPOLLRDHUP;
+        ev.events |= EPOLLIN | EPOLLRDHUP | EPOLLPRI;
     if (events & WEFT__EV_OUT)
         ev.events |= EPOLLOUT;
     if (epoll_ctl(st->epfd, op, e->fd, &ev) != 0)
@@ -95,8 +95,10 @@ static int ep_wait(weft_loop *l, int timeout_ms)
     for (int i = 0; i < n; i++) {
         uint32_t e = st->ev[i].events;
         int ev = 0;
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
             ev |= WEFT__EV_IN;
+        if (e & EPOLLPRI)
+            ev |= WEFT__EV_PRI;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             ev |= WEFT__EV_OUT;
         if (e & EPOLLERR)

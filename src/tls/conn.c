@@ -78,7 +78,7 @@ static int set_peer_name(weft__tls *t, const char *name)
  * closed meanwhile (by another coroutine) and must not be touched. */
 static int handshake(weft__tls *t, int64_t deadline, bool *gone)
 {
-    weft_sock *s = t->s;
+    weft__sock *s = t->s;
     int rc;
     for (;;) {
         weft__tls_prep(t);
@@ -112,7 +112,7 @@ wait_failed:
 
 /* The handshake over s as c's role; on success s becomes a TLS socket.
  * key: the session cache key (clients), or NULL for none. */
-static int wrap(weft_sock *s, weft_tls_ctx *c, const char *name, const char *key, int64_t deadline,
+static int wrap(weft__sock *s, weft_tls_ctx *c, const char *name, const char *key, int64_t deadline,
                 bool *gone)
 {
     int rc = -ENOMEM;
@@ -173,16 +173,15 @@ fail:
     return rc;
 }
 
-static bool wrappable(const weft_sock *s)
+static bool wrappable(const weft__sock *s)
 {
     return (s->flags & WEFT__SOCK_STREAM) && !(s->flags & WEFT__SOCK_LISTEN) && !s->ops;
 }
 
-int weft_tls_wrap(weft_sock **out, weft_sock *s, weft_tls_ctx *c, const char *servername,
+int weft_tls_wrap(weft_sock **out, weft_sock *h, weft_tls_ctx *c, const char *servername,
                   int64_t timeout_ms)
 {
-    if (!s || s->closed)
-        return -EBADF;
+    WEFT__SOCK_ENTER(s, h);
     if (!out || !c || !wrappable(s))
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
@@ -190,14 +189,14 @@ int weft_tls_wrap(weft_sock **out, weft_sock *s, weft_tls_ctx *c, const char *se
     char key[320], peer[128] = "?";
     if (c->role == WEFT_TLS_CLIENT) {
         weft_addr a;
-        if (weft_sock_peer(s, &a) == 0 && weft_addr_format(&a, peer, sizeof peer) < 0)
+        if (weft__sock_peer(s, &a) == 0 && weft_addr_format(&a, peer, sizeof peer) < 0)
             strcpy(peer, "?");
         snprintf(key, sizeof key, "%s@%s", servername ? servername : "", peer);
     }
     bool gone = false;
     int rc = wrap(s, c, servername, c->role == WEFT_TLS_CLIENT ? key : NULL, deadline, &gone);
     if (rc == 0)
-        *out = s;
+        *out = h;
     return rc;
 }
 
@@ -207,10 +206,12 @@ int weft_tls_connect(weft_sock **out, const char *host, int port, weft_tls_ctx *
     if (!out || !host || !c || c->role != WEFT_TLS_CLIENT)
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
-    weft_sock *s;
-    int rc = weft_tcp_connect(&s, host, port, weft__ms_left(deadline));
+    weft_sock *h;
+    int rc = weft_tcp_connect(&h, host, port, weft__ms_left(deadline));
     if (rc < 0)
         return rc;
+    weft__sock *s;
+    weft__sock_enter(h, &s); /* just made on this thread */
     char key[300];
     bool keyed = snprintf(key, sizeof key, "%s:%d", host, port) < (int)sizeof key;
     bool gone = false;
@@ -220,17 +221,18 @@ int weft_tls_connect(weft_sock **out, const char *host, int port, weft_tls_ctx *
             weft__sock_close(s, false);
         return rc;
     }
-    *out = s;
+    *out = h;
     return 0;
 }
 
-int weft_tls_accept(weft_sock *l, weft_sock **out, weft_tls_ctx *c, int64_t timeout_ms)
+int weft_tls_accept(weft_sock *lh, weft_sock **out, weft_tls_ctx *c, int64_t timeout_ms)
 {
+    WEFT__SOCK_ENTER(l, lh);
     if (!out || !c || c->role != WEFT_TLS_SERVER)
         return -EINVAL;
     int64_t deadline = weft__deadline(timeout_ms);
-    weft_sock *s;
-    int rc = weft_accept(l, &s, weft__ms_left(deadline));
+    weft__sock *s;
+    int rc = weft__accept(l, &s, weft__ms_left(deadline));
     if (rc < 0)
         return rc;
     bool gone = false;
@@ -240,27 +242,38 @@ int weft_tls_accept(weft_sock *l, weft_sock **out, weft_tls_ctx *c, int64_t time
             weft__sock_close(s, false);
         return rc;
     }
-    *out = s;
+    *out = weft__sock_handle(s);
     return 0;
 }
 
 /* ---- what the handshake established ------------------------------------------ */
 
-static const weft__tls *tls_of(const weft_sock *s)
+/* The TLS connection h names; NULL with *err -EBADF (not an open socket,
+ * or another loop's) or -EINVAL (not TLS). */
+static const weft__tls *tls_of(const weft_sock *h, int *err)
 {
-    return s && !s->closed && s->ops == &weft__tls_ops ? s->layer : NULL;
+    weft__sock *s;
+    *err = weft__sock_enter(h, &s);
+    if (*err < 0)
+        return NULL;
+    *err = -EINVAL;
+    return s->ops == &weft__tls_ops ? s->layer : NULL;
 }
 
-const char *weft_tls_alpn(const weft_sock *s)
+const char *weft_tls_alpn(const weft_sock *h)
 {
-    const weft__tls *t = tls_of(s);
+    int err;
+    const weft__tls *t = tls_of(h, &err);
     return t ? t->alpn : NULL;
 }
 
-int weft_tls_peer_subject(const weft_sock *s, char *buf, size_t len)
+int weft_tls_peer_subject(const weft_sock *h, char *buf, size_t len)
 {
-    const weft__tls *t = tls_of(s);
-    if (!t || (!buf && len))
+    int err;
+    const weft__tls *t = tls_of(h, &err);
+    if (!t)
+        return err;
+    if (!buf && len)
         return -EINVAL;
     X509 *x = SSL_get0_peer_certificate(t->ssl);
     if (!x)
@@ -284,14 +297,16 @@ int weft_tls_peer_subject(const weft_sock *s, char *buf, size_t len)
     return rc;
 }
 
-long weft_tls_verify_result(const weft_sock *s)
+long weft_tls_verify_result(const weft_sock *h)
 {
-    const weft__tls *t = tls_of(s);
-    return t ? SSL_get_verify_result(t->ssl) : -EINVAL;
+    int err;
+    const weft__tls *t = tls_of(h, &err);
+    return t ? SSL_get_verify_result(t->ssl) : err;
 }
 
-int weft_tls_resumed(const weft_sock *s)
+int weft_tls_resumed(const weft_sock *h)
 {
-    const weft__tls *t = tls_of(s);
-    return t ? SSL_session_reused(t->ssl) : -EINVAL;
+    int err;
+    const weft__tls *t = tls_of(h, &err);
+    return t ? SSL_session_reused(t->ssl) : err;
 }

@@ -159,9 +159,10 @@ int weft__tls_error(weft__tls *t, int ssl_err, bool handshake)
     return rc;
 }
 
-const char *weft_tls_errmsg(const weft_sock *s)
+const char *weft_tls_errmsg(const weft_sock *h)
 {
-    if (s && !s->closed && s->ops == &weft__tls_ops) {
+    weft__sock *s;
+    if (h && weft__sock_enter(h, &s) == 0 && s->ops == &weft__tls_ops) {
         const weft__tls *t = s->layer;
         return t->errmsg[0] ? t->errmsg : NULL;
     }

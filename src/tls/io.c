@@ -12,9 +12,9 @@
  * reader's reply to the peer waiting in the BIO): the attempt waits for it
  * itself, within the same deadline.
  *
- * weft_close detaches the connection first and wakes every waiter with
- * -ECANCELED; a waiter that wakes finds s->layer changed and leaves
- * without touching the connection, which is freed by then.
+ * weft_close wakes every waiter with -EBADF before the layer's close runs
+ * and frees the connection; a waiter that wakes finds s->layer changed and
+ * leaves without touching the connection.
  */
 #include "tls.h"
 
@@ -32,7 +32,7 @@
  * edge, and wakes the readers parked for one: OpenSSL now holds something
  * for them (taken in by another call), or has output to flush on their
  * way.  A reader already woken but not yet run sees the flag too. */
-static void kick_readers(weft_sock *s)
+static void kick_readers(weft__sock *s)
 {
     s->rready = true;
     weft__wake_all(&s->rq, 0);
@@ -42,7 +42,7 @@ static void kick_readers(weft_sock *s)
  * I/O after it.  A timeout or a cancel is not. */
 static void set_fatal(weft__tls *t, int rc)
 {
-    if (rc != -ETIMEDOUT && rc != -ECANCELED && rc != -EAGAIN && !t->fatal)
+    if (rc != -ETIMEDOUT && rc != -ECANCELED && rc != -EAGAIN && rc != -EBADF && !t->fatal)
         t->fatal = rc;
 }
 
@@ -59,7 +59,7 @@ static inline bool read_over(const weft__tls *t)
  * waiting for it.  A sender holding the socket flushes it anyway. */
 static int flush_for_read(weft__tls *t, int64_t deadline)
 {
-    weft_sock *s = t->s;
+    weft__sock *s = t->s;
     bool gone = false;
     int rc;
     while ((rc = weft__tls_flush(t)) == -EAGAIN) {
@@ -68,7 +68,7 @@ static int flush_for_read(weft__tls *t, int64_t deadline)
         if ((rc = weft__sock_wait_held(s, WEFT__EV_OUT, deadline, &gone)) < 0)
             return rc;
         if (s->layer != t)
-            return -ECANCELED;
+            return -EBADF;
     }
     if (rc < 0)
         set_fatal(t, rc);
@@ -77,7 +77,7 @@ static int flush_for_read(weft__tls *t, int64_t deadline)
 
 /* One SSL_read into buf.  Returns the count (> 0), 0 at close_notify,
  * -EAGAIN (the descriptor is drained: wait for it), -EINTR (try again at
- * once), or an error (-ECANCELED: t is gone). */
+ * once), or an error (-EBADF: t is gone). */
 static ssize_t read_once(weft__tls *t, void *buf, size_t n, int64_t deadline)
 {
     if (t->fatal)
@@ -128,11 +128,11 @@ typedef struct rd_op {
     int64_t deadline;
 } rd_op;
 
-static ssize_t do_read(weft_sock *s, void *ctx)
+static ssize_t do_read(weft__sock *s, void *ctx)
 {
     rd_op *o = ctx;
     if (s->layer != o->t)
-        return -ECANCELED;
+        return -EBADF;
     for (;;) {
         ssize_t r = read_once(o->t, o->buf + o->got, o->n - o->got, o->deadline);
         if (r > 0) {
@@ -149,13 +149,13 @@ static ssize_t do_read(weft_sock *s, void *ctx)
 
 /* Records OpenSSL already holds are served without waiting for an edge
  * that will not come: let the first attempt happen. */
-static void prime_read(weft_sock *s, weft__tls *t)
+static void prime_read(weft__sock *s, weft__tls *t)
 {
     if (SSL_has_pending(t->ssl) || read_over(t) || t->out_len)
         s->rready = true;
 }
 
-static ssize_t tls_recv(weft_sock *s, void *buf, size_t n, bool all, int64_t timeout_ms)
+static ssize_t tls_recv(weft__sock *s, void *buf, size_t n, bool all, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
     if (n == 0)
@@ -180,11 +180,11 @@ typedef struct rdv_op {
 
 /* Fills the iovecs in order with what can be had: waits only for the
  * first byte, then stops at the first read that comes up short. */
-static ssize_t do_readv(weft_sock *s, void *ctx)
+static ssize_t do_readv(weft__sock *s, void *ctx)
 {
     rdv_op *o = ctx;
     if (s->layer != o->t)
-        return -ECANCELED;
+        return -EBADF;
     size_t got = 0;
     for (int i = 0; i < o->iovcnt; i++) {
         size_t off = 0, len = o->iov[i].iov_len;
@@ -203,7 +203,7 @@ static ssize_t do_readv(weft_sock *s, void *ctx)
     return (ssize_t)got;
 }
 
-static ssize_t tls_recvv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+static ssize_t tls_recvv(weft__sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
     ssize_t total = weft__iov_total(iov, iovcnt);
@@ -258,12 +258,12 @@ static void next_piece(wr_op *o, const char **p, size_t *len)
     *len = k;
 }
 
-static ssize_t do_write(weft_sock *s, void *ctx)
+static ssize_t do_write(weft__sock *s, void *ctx)
 {
     wr_op *o = ctx;
     weft__tls *t = o->t;
     if (s->layer != t)
-        return -ECANCELED;
+        return -EBADF;
     s->sent = o->done; /* ours to write now that we hold the direction */
     for (;;) {
         /* What an earlier record left is sent first, so the BIO never
@@ -302,7 +302,7 @@ static ssize_t do_write(weft_sock *s, void *ctx)
             if (t->rd_again && (rc = weft__sock_wait_held(s, WEFT__EV_IN, o->deadline, &gone)) < 0)
                 return rc;
             if (s->layer != t)
-                return -ECANCELED;
+                return -EBADF;
             continue;
         }
         rc = weft__tls_error(t, e, false);
@@ -311,7 +311,7 @@ static ssize_t do_write(weft_sock *s, void *ctx)
     }
 }
 
-static ssize_t tls_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
+static ssize_t tls_sendv(weft__sock *s, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
     ssize_t total = weft__iov_total(iov, iovcnt);
@@ -330,7 +330,7 @@ static ssize_t tls_sendv(weft_sock *s, const struct iovec *iov, int iovcnt, int6
 
 /* Would a receive return at once?  Lets OpenSSL take in what arrived (a
  * record may be whole now, or be only a session ticket). */
-static bool in_ready(weft_sock *s, weft__tls *t)
+static bool in_ready(weft__sock *s, weft__tls *t)
 {
     if (read_over(t) || SSL_pending(t->ssl) > 0)
         return true;
@@ -362,7 +362,7 @@ static bool in_ready(weft_sock *s, weft__tls *t)
 }
 
 /* Would a send go out at once? */
-static bool out_ready(weft_sock *s, weft__tls *t)
+static bool out_ready(weft__sock *s, weft__tls *t)
 {
     if (t->fatal || t->shut_wr)
         return true; /* it fails at once */
@@ -376,7 +376,7 @@ static bool out_ready(weft_sock *s, weft__tls *t)
     return weft__fd_poll(s->pe.fd, WEFT__EV_OUT, 0) > 0;
 }
 
-static int tls_poll(weft_sock *s, int events, int64_t timeout_ms)
+static int tls_poll(weft__sock *s, int events, int64_t timeout_ms)
 {
     weft__tls *t = s->layer;
     if (!(events & (WEFT_POLL_IN | WEFT_POLL_OUT)))
@@ -401,13 +401,13 @@ static int tls_poll(weft_sock *s, int events, int64_t timeout_ms)
         bool gone = false;
         int rc = weft__sock_wait_held(s, dir, deadline, &gone);
         if (gone || s->layer != t)
-            return -ECANCELED;
+            return -EBADF;
         if (rc < 0)
             return rc;
     }
 }
 
-static int tls_shutdown(weft_sock *s, int how)
+static int tls_shutdown(weft__sock *s, int how)
 {
     weft__tls *t = s->layer;
     if (how != WEFT_SHUT_RD && how != WEFT_SHUT_WR && how != WEFT_SHUT_RDWR)
@@ -435,15 +435,12 @@ static int tls_shutdown(weft_sock *s, int how)
     return 0;
 }
 
-static void tls_close(weft_sock *s, bool reset)
+static void tls_close(weft__sock *s, bool reset)
 {
     weft__tls *t = s->layer;
+    /* The socket core has sent every waiter away; one that has not run
+     * yet finds the layer gone. */
     s->layer = NULL;
-    /* Every waiter holds t: send them away before it goes. */
-    weft__wake_all(&s->rq, -ECANCELED);
-    weft__wake_all(&s->wq, -ECANCELED);
-    weft__wake_all(&s->rlock, -ECANCELED);
-    weft__wake_all(&s->wlock, -ECANCELED);
     if (!reset && !t->fatal && !t->sys_err) {
         /* Take in what has arrived unread (TLS 1.3 session tickets, at
          * least): a descriptor closed with unread bytes sends RST, and the
@@ -470,12 +467,10 @@ static void tls_close(weft_sock *s, bool reset)
         /* close_notify, and what a timed-out send left: a short wait for
          * room at most, never a hang. */
         int64_t deadline = weft__deadline(WEFT__TLS_CLOSE_MS);
-        s->refs++;
         while (weft__tls_flush(t) == -EAGAIN) {
-            if (weft__sock_wait(s, WEFT__EV_OUT, deadline) < 0 || s->closed)
+            if (weft__sock_wait_closing(s, WEFT__EV_OUT, deadline) < 0)
                 break;
         }
-        s->refs--;
     }
     weft__tls_free(t);
 }

@@ -3,7 +3,7 @@
  * one TLS connection, the socket BIO that carries its records, the error
  * mapping and the client session cache.  Nothing here is public.
  *
- * A TLS socket is a plain weft_sock whose ops point at the TLS layer
+ * A TLS socket is a plain weft__sock whose ops point at the TLS layer
  * (io.c) and whose layer is a weft__tls.  OpenSSL never touches the
  * descriptor itself: a BIO of our own (bio.c) sends and receives through
  * the syscall seam and keeps the ciphertext the kernel did not take, so
@@ -46,7 +46,7 @@ struct weft_tls_ctx {
 
 /* One TLS connection: the socket's layer. */
 typedef struct weft__tls {
-    weft_sock *s;
+    weft__sock *s;
     weft_tls_ctx *ctx;
     SSL *ssl;
     /* Ciphertext OpenSSL wrote that the socket has not taken yet. */
