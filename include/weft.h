@@ -39,6 +39,10 @@
  *     except weft_close and weft_reset, which hand the close to the owning
  *     loop.  A socket no loop owns is like a plain descriptor: any thread
  *     may use it, one at a time.
+ *   - A socket's receive side and its send side are each held by one call
+ *     at a time; others wait their turn.  A call outside any coroutine that
+ *     finds a direction held by a parked coroutine returns -EBUSY: the
+ *     thread could only wait for that coroutine by running the loop.
  *   - SIGPIPE never kills a weft program, and weft never changes the
  *     process's signal dispositions (the only handler weft installs is the
  *     SIGSEGV one that reports coroutine stack overflows, and it passes every
@@ -156,8 +160,9 @@ WEFT_EXTERN int64_t weft_now(void);
 
 /* Sets an absolute deadline (weft_now() clock) that bounds every blocking
  * call the running coroutine makes until weft_deadline_clear(); each call
- * ends at the earlier of it and its own timeout, with -ETIMEDOUT.  No effect
- * outside a coroutine. */
+ * ends at the earlier of it and its own timeout, with -ETIMEDOUT.  A time
+ * already past (negative ones included, however large) makes every such
+ * call time out at once.  No effect outside a coroutine. */
 WEFT_EXTERN void weft_deadline_set(int64_t at_ms);
 WEFT_EXTERN void weft_deadline_clear(void);
 
@@ -231,9 +236,12 @@ typedef struct weft_addr {
  * Returns 0 or -EINVAL. */
 WEFT_EXTERN int weft_addr_parse(weft_addr *out, const char *host, int port);
 
-/* Formats a into buf as "127.0.0.1:80", "[::1]:80" or the unix path.
- * Returns the length written (without the NUL), -ENOSPC if buf is too small
- * (buf then holds a truncated, NUL-terminated string), -EAFNOSUPPORT. */
+/* Formats a into buf as "127.0.0.1:80", "[::1]:80", the unix path or
+ * "@name" (abstract; a unix address's bytes are read up to a->len, and
+ * never past sun_path).  Returns the length written (without the NUL),
+ * -ENOSPC if buf is too small (buf then holds a truncated, NUL-terminated
+ * string), -EAFNOSUPPORT, -EINVAL (a NULL, buf NULL with len > 0, a->len
+ * larger than the address union). */
 WEFT_EXTERN int weft_addr_format(const weft_addr *a, char *buf, size_t len);
 
 /* Returns the port of an IPv4/IPv6 address, -EAFNOSUPPORT otherwise. */

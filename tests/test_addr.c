@@ -317,6 +317,34 @@ Test(addr_format, unix_abstract_names, .timeout = 15)
     cr_assert_eq(buf[3], 'Z');
 }
 
+/* A unix address whose len the user set past sun_path (weft_sendto takes
+ * such an address): formatting reads sun_path and no further. */
+Test(addr_format, unix_len_past_sun_path_is_capped, .timeout = 15)
+{
+    weft_addr a;
+    memset(&a, 'A', sizeof a);
+    a.u.un.sun_family = AF_UNIX;
+    char buf[512], want[sizeof a.u.un.sun_path + 1];
+    memset(want, 'A', sizeof want - 1);
+    want[sizeof want - 1] = '\0';
+    for (socklen_t len = offsetof(struct sockaddr_un, sun_path) + 100; len <= sizeof a.u; len++) {
+        a.len = len;
+        int n = weft_addr_format(&a, buf, sizeof buf);
+        size_t path = len - offsetof(struct sockaddr_un, sun_path);
+        size_t expect = path < sizeof a.u.un.sun_path ? path : sizeof a.u.un.sun_path;
+        cr_assert_eq(n, (int)expect, "len %u: %d", (unsigned)len, n);
+        cr_assert_eq(strncmp(buf, want, expect), 0);
+    }
+    a.len = sizeof a.u + 1;
+    cr_assert_eq(weft_addr_format(&a, buf, sizeof buf), -EINVAL);
+    a.len = (socklen_t)-1;
+    cr_assert_eq(weft_addr_format(&a, buf, sizeof buf), -EINVAL);
+    a.u.un.sun_path[0] = '\0'; /* abstract, at the largest len */
+    a.len = sizeof a.u;
+    cr_assert_eq(weft_addr_format(&a, buf, sizeof buf), (int)sizeof a.u.un.sun_path);
+    cr_assert_eq(buf[0], '@');
+}
+
 Test(addr_format, unknown_family, .timeout = 15)
 {
     weft_addr a;

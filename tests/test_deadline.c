@@ -107,6 +107,35 @@ Test(deadline, bounds_sleep_and_join, .timeout = 30)
     cr_assert_geq(ds_other_ms, 150);
 }
 
+/* Deadlines far in the past, however far, are expired, never "none"; far
+ * in the future is never. */
+static int far_rc[4];
+
+static int far_main(void *arg)
+{
+    (void)arg;
+    /* The second wraps, multiplied to nanoseconds, to a time far ahead. */
+    const int64_t past[] = {INT64_MIN, -(INT64_MAX / 1000000) - 1, -1};
+    for (int i = 0; i < 3; i++) {
+        weft_deadline_set(past[i]);
+        far_rc[i] = weft_sleep(2000);
+    }
+    weft_deadline_set(INT64_MAX);
+    far_rc[3] = weft_sleep(10);
+    weft_deadline_clear();
+    return 0;
+}
+
+Test(deadline, far_past_is_expired_and_far_future_is_never, .timeout = 30)
+{
+    int64_t t0 = mono_ms();
+    cr_assert_eq(weft_main(far_main, NULL, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(far_rc[i], -ETIMEDOUT, "past deadline %d: %s", i, weft_err_name(far_rc[i]));
+    cr_assert_eq(far_rc[3], 0);
+    cr_assert_lt(mono_ms() - t0, 2000, "a deadline in the past waited");
+}
+
 static int off_rc;
 static int64_t off_ms;
 

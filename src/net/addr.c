@@ -79,7 +79,7 @@ int weft_addr_format(const weft_addr *a, char *buf, size_t len)
     char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
     char tmp[sizeof(struct sockaddr_un) + 16]; /* the longest: a unix path */
     int n;
-    if (!a || (!buf && len))
+    if (!a || (!buf && len) || a->len > sizeof a->u)
         return -EINVAL;
     switch (a->u.sa.sa_family) {
     case AF_INET:
@@ -99,8 +99,11 @@ int weft_addr_format(const weft_addr *a, char *buf, size_t len)
         n = snprintf(tmp, sizeof tmp, "[%s]:%u", host, ntohs(a->u.in6.sin6_port));
         break;
     case AF_UNIX: {
+        /* len comes from the user: never past sun_path, whatever it says. */
         size_t off = offsetof(struct sockaddr_un, sun_path);
         size_t plen = a->len > off ? a->len - off : 0;
+        if (plen > sizeof a->u.un.sun_path)
+            plen = sizeof a->u.un.sun_path;
         const char *p = a->u.un.sun_path;
         if (plen > 0 && p[0] == '\0') { /* Linux abstract name: shown as @name */
             n = snprintf(tmp, sizeof tmp, "@%.*s", (int)(plen - 1), p + 1);

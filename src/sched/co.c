@@ -361,7 +361,12 @@ void weft_deadline_set(int64_t at_ms)
     weft__co *co = weft__current();
     if (!co)
         return;
-    co->deadline = at_ms > WEFT__NEVER / WEFT__NS_PER_MS ? WEFT__NEVER : at_ms * WEFT__NS_PER_MS;
+    /* Before the clock's start (it starts at 0) is long past; past what the
+     * nanosecond clock can hold is never. */
+    if (at_ms <= 0)
+        co->deadline = 0;
+    else
+        co->deadline = at_ms > WEFT__NEVER / WEFT__NS_PER_MS ? WEFT__NEVER : at_ms * WEFT__NS_PER_MS;
 }
 
 void weft_deadline_clear(void)
