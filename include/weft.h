@@ -95,10 +95,10 @@ typedef struct weft_config {
                               * touched pages cost memory.  A 2 MiB guard (address space
                               * only) under each stack turns an overflow, even by a frame
                               * of up to about 2 MiB, into a report and abort; a larger
-                              * frame needs the code built with -fstack-clash-protection
-                              * (`pkg-config --cflags weft` has it), which touches every
-                              * page of a large frame on entry, so that an array on the
-                              * stack then costs all its pages */
+                              * frame needs its code built with -fstack-clash-protection
+                              * (weft's own is), which touches every page of a large frame
+                              * on entry, so that an array on the stack then costs all its
+                              * pages even while unused */
     const char *backend;     /* "epoll"; NULL = $WEFT_BACKEND, else the best available */
     const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
                               * worker pool, for nsswitch); NULL = $WEFT_RESOLVER, else "ares" */

@@ -65,23 +65,26 @@ typedef struct weft__ctx {
 
 /* A coroutine stack: the record sits at the top of its own mapping. */
 struct weft__stack {
-    char *base;          /* lowest mapped address: the guard pages start here */
-    size_t guard;        /* bytes of guard (PROT_NONE) at base */
+    char *base;          /* lowest mapped address: the guard starts here */
+    size_t guard;        /* bytes of guard (PROT_NONE) at base: megabytes, so
+                          * that a large frame lands in it (stack.c) */
     size_t size;         /* usable bytes between the guard and this record */
     size_t requested;    /* the size asked for (size is that, rounded up) */
     weft__stack *next;   /* pool link */
     unsigned vg_id;      /* Valgrind's stack id, when built with it */
 };
 
-/* Maps a stack with at least size usable bytes and guard pages below it, or
+/* Maps a stack with at least size usable bytes and a guard below it, or
  * takes one of that size from the thread's pool.  Returns 0 or -ENOMEM. */
 int weft__stack_get(weft__stack **out, size_t size);
-/* Gives a stack back to the thread's pool; a pool grown past its bounds
- * gives the memory back to the system (madvise), then unmaps. */
+/* Gives a stack back to the thread's pool, to the list of its size; a list
+ * grown past its bounds gives the memory back to the system (madvise), then
+ * unmaps. */
 void weft__stack_put(weft__stack *st);
 /* Unmaps every pooled stack of this thread. */
 void weft__stack_pool_drain(void);
-/* Stacks in this thread's pool, and how many of those are still resident. */
+/* Stacks in this thread's pool, of all sizes, and how many of those are
+ * still resident. */
 size_t weft__stack_pool_count(size_t *resident);
 
 /* An execution context that can be switched to: the thread's own stack (the
@@ -124,7 +127,8 @@ void weft__ctx_suspend(weft__ctx *co, weft__ctx *loop);
 #include "coro/fiber.h"
 
 /* Overflow detector: a per-thread alternate signal stack and one SIGSEGV
- * handler that recognises faults in the running coroutine's guard pages. */
+ * handler that recognises faults in the running coroutine's guard, or with
+ * its stack pointer below its stack (coro/overflow.c). */
 int weft__overflow_thread_init(void);
 void weft__overflow_thread_fini(void);
 

@@ -292,10 +292,10 @@ Test(coro, go_out_of_memory, .timeout = 30)
 
 static volatile unsigned long big_sum;
 
-static void __attribute__((noinline)) use_200k(void *arg)
+static void __attribute__((noinline)) use_400k(void *arg)
 {
     (void)arg;
-    volatile unsigned char a[200 * 1024];
+    volatile unsigned char a[400 * 1024];
     for (size_t i = 0; i < sizeof a; i++)
         a[i] = (unsigned char)i;
     unsigned long s = 0;
@@ -307,12 +307,12 @@ static void __attribute__((noinline)) use_200k(void *arg)
 static int stack_main(void *arg)
 {
     (void)arg;
-    weft_co_opts o = {.stack_size = 256 * 1024};
-    int64_t id = weft_go_opts(use_200k, NULL, &o);
+    weft_co_opts o = {.stack_size = 512 * 1024};
+    int64_t id = weft_go_opts(use_400k, NULL, &o);
     return id > 0 ? weft_join(id, 5000) : (int)id;
 }
 
-/* A default (64 KiB) stack could not hold the array: the process would die
+/* A default (256 KiB) stack could not hold the array: the process would die
  * in the overflow handler rather than pass. */
 Test(coro, per_coroutine_stack_size, .timeout = 30)
 {
@@ -324,13 +324,13 @@ Test(coro, per_coroutine_stack_size, .timeout = 30)
 static int cfg_stack_main(void *arg)
 {
     (void)arg;
-    int64_t id = weft_go(use_200k, NULL);
+    int64_t id = weft_go(use_400k, NULL);
     return id > 0 ? weft_join(id, 5000) : (int)id;
 }
 
 Test(coro, loop_default_stack_size, .timeout = 30)
 {
-    weft_config cfg = {.stack_size = 256 * 1024};
+    weft_config cfg = {.stack_size = 512 * 1024};
     big_sum = 0;
     cr_assert_eq(weft_main(cfg_stack_main, NULL, &cfg), 0);
     cr_assert_neq(big_sum, 0);

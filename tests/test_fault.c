@@ -853,7 +853,7 @@ static int mmap_main(void *arg)
     mm.fired = disarm();
     weft_join(j, 2000);
 
-    /* A non-default size is never served from the stack pool. */
+    /* A size no coroutine has used yet is not in the stack pool. */
     weft_co_opts o = {.stack_size = 200 << 10, .name = "big"};
     int64_t id = weft_go_opts(must_not_run, NULL, &o);
     arm(WEFT_FAULT_MMAP, ENOMEM);

@@ -1,12 +1,17 @@
 /*
- * stack.c - coroutine stacks: mmap'd, guard pages below, pooled per thread.
+ * stack.c - coroutine stacks: mmap'd, a large guard below, pooled per
+ * thread by size.
  *
  * Only the pages a coroutine touches cost memory (MAP_NORESERVE, demand
- * paging).  A finished coroutine's stack goes back to this thread's pool so
- * the next spawn costs no syscall.  The first POOL_HOT stacks in the pool
- * keep their pages; the next ones up to POOL_MAX are kept mapped but their
- * pages are handed back (madvise), and beyond that they are unmapped, so a
- * spike of connections does not pin its memory afterwards.
+ * paging), and the guard costs only address space: it is PROT_NONE from the
+ * start, never committed.  It is large so that a big frame lands in it and
+ * faults instead of jumping it into the mapping below, often another
+ * coroutine's stack.  A finished coroutine's stack goes back to this
+ * thread's pool, to the list of its size, so the next spawn of that size
+ * costs no syscall.  Per size, the first POOL_HOT stacks keep their pages;
+ * the next ones up to POOL_MAX are kept mapped but their pages are handed
+ * back (madvise), and beyond that they are unmapped, so a spike of
+ * connections does not pin its memory afterwards.
  */
 #include "internal.h"
 
@@ -18,17 +23,23 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#define GUARD_BYTES (16 * 1024)
+/* A frame up to about this size, from code built without
+ * -fstack-clash-protection, still faults in the guard. */
+#define GUARD_BYTES ((size_t)2 << 20)
 #define POOL_HOT 64
 #define POOL_MAX 1024
+/* Sizes pooled at once; a stack of yet another size is unmapped when it
+ * comes back, until one of these lists is empty again. */
+#define POOL_SIZES 8
 
 typedef struct pool {
+    size_t size;       /* usable bytes of the stacks in this list */
     weft__stack *hot;  /* pages still resident */
     weft__stack *cold; /* pages given back */
     size_t nhot, ncold;
 } pool;
 
-static __thread pool tls_pool;
+static __thread pool tls_pools[POOL_SIZES];
 
 static size_t page_size(void)
 {
@@ -58,31 +69,52 @@ static void unmap(weft__stack *st)
     munmap(st->base, st->guard + round_size(st->size));
 }
 
+/* The list for stacks of usable size, or NULL.  With claim, a list that is
+ * empty becomes that size's when no list has it yet.  Inline, so that a
+ * spawn looks its thread's pools up once (a call in position-independent
+ * code), not once more per call of this. */
+static inline __attribute__((always_inline)) pool *pool_of(size_t usable, bool claim)
+{
+    pool *empty = NULL;
+    for (pool *p = tls_pools; p < tls_pools + POOL_SIZES; p++) {
+        if (p->size == usable)
+            return p;
+        if (!empty && !p->hot && !p->cold)
+            empty = p;
+    }
+    if (!claim || !empty)
+        return NULL;
+    empty->size = usable;
+    return empty;
+}
+
 int weft__stack_get(weft__stack **out, size_t size)
 {
-    pool *p = &tls_pool;
     size_t bytes = round_size(size);
     size_t usable = bytes - record_bytes();
 
-    /* Pooled stacks all have the default size; take one if it fits. */
-    weft__stack **from = p->hot ? &p->hot : &p->cold;
-    if (*from && (*from)->size == usable) {
-        weft__stack *st = *from;
-        *from = st->next;
-        if (from == &p->hot)
+    pool *p = pool_of(usable, false);
+    if (p && (p->hot || p->cold)) {
+        weft__stack *st;
+        if (p->hot) {
+            st = p->hot;
+            p->hot = st->next;
             p->nhot--;
-        else
+        } else {
+            st = p->cold;
+            p->cold = st->next;
             p->ncold--;
+        }
         st->next = NULL;
         st->requested = size;
         *out = st;
         return 0;
     }
-    char *base = weft__sys_mmap(NULL, GUARD_BYTES + bytes, PROT_READ | PROT_WRITE,
+    char *base = weft__sys_mmap(NULL, GUARD_BYTES + bytes, PROT_NONE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (base == MAP_FAILED)
         return -ENOMEM;
-    if (mprotect(base, GUARD_BYTES, PROT_NONE) != 0) {
+    if (mprotect(base + GUARD_BYTES, bytes, PROT_READ | PROT_WRITE) != 0) {
         /* Out of memory maps (vm.max_map_count): better no coroutine than
          * one without a guard. */
         munmap(base, GUARD_BYTES + bytes);
@@ -105,9 +137,8 @@ int weft__stack_get(weft__stack **out, size_t size)
 
 void weft__stack_put(weft__stack *st)
 {
-    pool *p = &tls_pool;
-    weft__stack *any = p->hot ? p->hot : p->cold;
-    if (any && any->size != st->size) {
+    pool *p = pool_of(st->size, true);
+    if (!p) {
         unmap(st);
     } else if (p->nhot < POOL_HOT) {
         st->next = p->hot;
@@ -139,15 +170,21 @@ static void drain(weft__stack **head)
 
 void weft__stack_pool_drain(void)
 {
-    pool *p = &tls_pool;
-    drain(&p->hot);
-    drain(&p->cold);
-    p->nhot = p->ncold = 0;
+    for (pool *p = tls_pools; p < tls_pools + POOL_SIZES; p++) {
+        drain(&p->hot);
+        drain(&p->cold);
+        memset(p, 0, sizeof *p);
+    }
 }
 
 size_t weft__stack_pool_count(size_t *resident)
 {
+    size_t all = 0, hot = 0;
+    for (const pool *p = tls_pools; p < tls_pools + POOL_SIZES; p++) {
+        all += p->nhot + p->ncold;
+        hot += p->nhot;
+    }
     if (resident)
-        *resident = tls_pool.nhot;
-    return tls_pool.nhot + tls_pool.ncold;
+        *resident = hot;
+    return all;
 }
