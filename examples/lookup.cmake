@@ -1,4 +1,4 @@
-# localhost comes from /etc/hosts: nothing goes on the wire.
+# weft answers localhost itself (RFC 6761): nothing goes on the wire.
 add_test(NAME example_lookup COMMAND lookup localhost http)
 set_tests_properties(example_lookup PROPERTIES TIMEOUT 30
   PASS_REGULAR_EXPRESSION "inet +stream +proto 6 +127\\.0\\.0\\.1:80")

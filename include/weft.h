@@ -447,8 +447,11 @@ enum {
  * WEFT_AI_PASSIVE) or NULL (loopback, or the any-address with
  * WEFT_AI_PASSIVE); with family AF_UNIX, a path ("@name" = abstract).
  * service: a port number, a service name from /etc/services, or NULL (port
- * 0).  hints may be NULL.  Names go through /etc/hosts, then DNS (the
- * loop's c-ares channel, or getaddrinfo on worker threads with the "system"
+ * 0).  hints may be NULL.  "localhost" and names under it ("a.localhost",
+ * any case, a final dot or not) are the loopback addresses, ::1 and
+ * 127.0.0.1 by the hints' family (RFC 6761), and ask no resolver, whatever
+ * /etc/hosts says.  Other names go through /etc/hosts, then DNS (the loop's
+ * c-ares channel, or getaddrinfo on worker threads with the "system"
  * resolver); the lookup obeys timeout_ms and weft_cancel.
  * Returns 0 and a non-empty list in *out, which the caller frees with
  * weft_addrinfo_free.  Errors: WEFT_EAI_* above, -ETIMEDOUT (timeout_ms

@@ -1,7 +1,9 @@
 /*
  * dns_server.h - real DNS servers on loopback for the resolver's tests and
  * benchmark: dnsmasq with its own hosts data, a server that answers every
- * query with SERVFAIL, and a UDP port that never answers.
+ * query with SERVFAIL, a UDP port that never answers, and a small server of
+ * the tests' own that can be told to fall silent, truncate, or hold an
+ * answer back.
  */
 #ifndef WEFT_TEST_DNS_SERVER_H
 #define WEFT_TEST_DNS_SERVER_H
@@ -9,6 +11,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,6 +28,32 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* What AI_ADDRCONFIG should keep on this machine, worked out here on the
+ * same rule as resolve.c (non-loopback, non-link-local addresses; none at
+ * all: keep both).  Returns false if the interfaces cannot be listed. */
+static inline bool host_families(bool *v4, bool *v6)
+{
+    struct ifaddrs *ifs, *i;
+    *v4 = *v6 = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET &&
+            (ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr) >> 24) != 127)
+            *v4 = true;
+        struct in6_addr *a6 = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+        if (i->ifa_addr->sa_family == AF_INET6 && !IN6_IS_ADDR_LOOPBACK(a6) &&
+            !IN6_IS_ADDR_LINKLOCAL(a6))
+            *v6 = true;
+    }
+    freeifaddrs(ifs);
+    if (!*v4 && !*v6)
+        *v4 = *v6 = true;
+    return true;
+}
 
 /* A UDP socket bound to 127.0.0.1 on a free port; returns the fd. */
 static inline int dns_udp_bound(int *port)
@@ -226,6 +256,236 @@ static inline void dns_server_stop(dns_server *d)
     snprintf(path, sizeof path, "%s/hosts", d->dir);
     unlink(path);
     rmdir(d->dir);
+}
+
+/* ---- a server that does as the test says -------------------------------- */
+
+/* A DNS server on 127.0.0.1, UDP and TCP on one port, served by a thread of
+ * its own: what dnsmasq cannot be made to do.  It answers A queries with
+ * 127.0.0.7 and other types with no records.  The test may change the
+ * switches at any time (__atomic_store_n) and reads the counters the same
+ * way. */
+typedef struct dns_stub {
+    int port;
+    char servers[32]; /* "127.0.0.1:PORT" for weft_config.dns_servers */
+    /* switches */
+    int silent;       /* drop every query, UDP and TCP */
+    int truncate_udp; /* UDP answers come back with TC set and no records */
+    int hold_ms;      /* a TCP answer to a name whose first label starts
+                       * with "hold" is sent this much later */
+    /* counters */
+    int udp_queries, tcp_accepts, tcp_queries;
+    /* the server's own */
+    int udp, tcp, stop[2];
+    pthread_t thread;
+} dns_stub;
+
+static inline int64_t dns_stub_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Builds in out the answer to the query q[0..n); returns its length, or 0
+ * for a query it cannot read.  *hold says whether it is to be held back. */
+static inline size_t dns_stub_answer(dns_stub *s, const unsigned char *q, size_t n,
+                                     unsigned char *out, int udp, int *hold)
+{
+    size_t i = 12;
+    if (n < 12 || q[4] != 0 || q[5] != 1)
+        return 0;
+    while (i < n && q[i] != 0) {
+        if (q[i] & 0xc0)
+            return 0;
+        i += 1 + q[i];
+    }
+    if (i + 5 > n)
+        return 0;
+    size_t end = i + 5; /* the root label, type, class */
+    int type_a = q[i + 1] == 0 && q[i + 2] == 1;
+    int tc = udp && __atomic_load_n(&s->truncate_udp, __ATOMIC_RELAXED);
+    *hold = !udp && q[12] >= 4 && memcmp(q + 13, "hold", 4) == 0;
+    memcpy(out, q, end);
+    out[2] = (unsigned char)(0x80 | (tc ? 0x02 : 0) | (q[2] & 0x01)); /* QR, TC, keep RD */
+    out[3] = 0x80;                                                       /* RA, NOERROR */
+    memset(out + 6, 0, 6);
+    if (!type_a || tc)
+        return end;
+    static const unsigned char rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 7 };
+    out[7] = 1;
+    memcpy(out + end, rr, sizeof rr);
+    return end + sizeof rr;
+}
+
+static inline void *dns_stub_run(void *arg)
+{
+    dns_stub *s = arg;
+    struct {
+        int fd;
+        size_t len;
+        unsigned char buf[1024];
+    } conn[8];
+    struct {
+        int fd;
+        int64_t due;
+        size_t len;
+        unsigned char msg[600];
+    } held[8];
+    int nconn = 0, nheld = 0;
+    for (;;) {
+        struct pollfd p[11] = { { .fd = s->stop[0], .events = POLLIN },
+                                { .fd = s->udp, .events = POLLIN },
+                                { .fd = s->tcp, .events = POLLIN } };
+        for (int k = 0; k < nconn; k++)
+            p[3 + k] = (struct pollfd){ .fd = conn[k].fd, .events = POLLIN };
+        int64_t wait = -1;
+        for (int k = 0; k < nheld; k++) {
+            int64_t left = held[k].due - dns_stub_ms();
+            if (wait < 0 || left < wait)
+                wait = left < 0 ? 0 : left;
+        }
+        if (poll(p, (nfds_t)(3 + nconn), (int)wait) < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            break;
+        for (int k = 0; k < nheld;) {
+            if (held[k].due > dns_stub_ms()) {
+                k++;
+                continue;
+            }
+            send(held[k].fd, held[k].msg, held[k].len, MSG_NOSIGNAL);
+            held[k] = held[--nheld];
+        }
+        unsigned char q[1024], a[600];
+        int hold;
+        if (p[1].revents) {
+            struct sockaddr_storage from;
+            socklen_t flen = sizeof from;
+            ssize_t n;
+            while ((n = recvfrom(s->udp, q, sizeof q, MSG_DONTWAIT, (struct sockaddr *)&from,
+                                 &flen)) >= 0) {
+                __atomic_add_fetch(&s->udp_queries, 1, __ATOMIC_RELAXED);
+                size_t m = dns_stub_answer(s, q, (size_t)n, a, 1, &hold);
+                if (m && !__atomic_load_n(&s->silent, __ATOMIC_RELAXED))
+                    sendto(s->udp, a, m, 0, (struct sockaddr *)&from, flen);
+                flen = sizeof from;
+            }
+        }
+        if (p[2].revents) {
+            int fd = accept4(s->tcp, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0 && nconn < 8) {
+                __atomic_add_fetch(&s->tcp_accepts, 1, __ATOMIC_RELAXED);
+                conn[nconn].fd = fd;
+                conn[nconn++].len = 0;
+            } else if (fd >= 0) {
+                close(fd);
+            }
+        }
+        for (int k = 0; k < nconn;) {
+            if (!p[3 + k].revents) {
+                k++;
+                continue;
+            }
+            ssize_t n = recv(conn[k].fd, conn[k].buf + conn[k].len,
+                             sizeof conn[k].buf - conn[k].len, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                for (int h = 0; h < nheld;) /* its held answers go with it */
+                    if (held[h].fd == conn[k].fd)
+                        held[h] = held[--nheld];
+                    else
+                        h++;
+                close(conn[k].fd);
+                conn[k] = conn[--nconn];
+                p[3 + k] = p[3 + nconn];
+                continue;
+            }
+            if (n > 0)
+                conn[k].len += (size_t)n;
+            for (;;) { /* each message: a two-byte length, then the query */
+                size_t len = conn[k].len;
+                size_t mlen = len >= 2 ? (size_t)conn[k].buf[0] << 8 | conn[k].buf[1] : 0;
+                if (len < 2 || len < 2 + mlen)
+                    break;
+                __atomic_add_fetch(&s->tcp_queries, 1, __ATOMIC_RELAXED);
+                size_t m = dns_stub_answer(s, conn[k].buf + 2, mlen, a + 2, 0, &hold);
+                if (m && !__atomic_load_n(&s->silent, __ATOMIC_RELAXED)) {
+                    a[0] = (unsigned char)(m >> 8);
+                    a[1] = (unsigned char)m;
+                    int hms = __atomic_load_n(&s->hold_ms, __ATOMIC_RELAXED);
+                    if (hold && hms > 0 && nheld < 8) {
+                        held[nheld].fd = conn[k].fd;
+                        held[nheld].due = dns_stub_ms() + hms;
+                        held[nheld].len = m + 2;
+                        memcpy(held[nheld++].msg, a, m + 2);
+                    } else {
+                        send(conn[k].fd, a, m + 2, MSG_NOSIGNAL);
+                    }
+                }
+                memmove(conn[k].buf, conn[k].buf + 2 + mlen, len - 2 - mlen);
+                conn[k].len = len - 2 - mlen;
+            }
+            k++;
+        }
+    }
+    for (int k = 0; k < nconn; k++)
+        close(conn[k].fd);
+    return NULL;
+}
+
+/* Starts the server answering.  Returns 0, or -1 (then *s is unusable). */
+static inline int dns_stub_start(dns_stub *s)
+{
+    memset(s, 0, sizeof *s);
+    s->udp = s->tcp = -1;
+    for (int attempt = 0; attempt < 5 && s->tcp < 0; attempt++) {
+        int port = dns_free_port();
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, big = 1 << 20;
+        setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* a burst of queries must not overflow it while it answers */
+        if (setsockopt(u, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0)
+            setsockopt(u, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        if (port && bind(u, (struct sockaddr *)&a, sizeof a) == 0 &&
+            bind(t, (struct sockaddr *)&a, sizeof a) == 0 && listen(t, 16) == 0) {
+            s->udp = u;
+            s->tcp = t;
+            s->port = port;
+            break;
+        }
+        close(u);
+        close(t);
+    }
+    if (s->tcp < 0)
+        return -1;
+    snprintf(s->servers, sizeof s->servers, "127.0.0.1:%d", s->port);
+    if (pipe2(s->stop, O_CLOEXEC) != 0) {
+        close(s->udp);
+        close(s->tcp);
+        return -1;
+    }
+    if (pthread_create(&s->thread, NULL, dns_stub_run, s) != 0) {
+        close(s->stop[0]);
+        close(s->stop[1]);
+        close(s->udp);
+        close(s->tcp);
+        return -1;
+    }
+    return 0;
+}
+
+static inline void dns_stub_stop(dns_stub *s)
+{
+    ssize_t ignored = write(s->stop[1], "x", 1);
+    (void)ignored;
+    pthread_join(s->thread, NULL);
+    close(s->stop[0]);
+    close(s->stop[1]);
+    close(s->udp);
+    close(s->tcp);
 }
 
 /* Moves this (single-threaded, root) process into network and mount

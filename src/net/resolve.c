@@ -1,6 +1,7 @@
 /*
  * resolve.c - weft_resolve: hints, services, the hosts that never reach a
- * resolver (numeric, "*", NULL, unix paths), and the list users walk.
+ * resolver (numeric, "*", NULL, unix paths, localhost), and the list users
+ * walk.
  *
  * Names go to one of two lookups with the same contract (names.h): c-ares
  * driven by the loop's poller (resolve_ares.c), or getaddrinfo on worker
@@ -15,6 +16,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct weft_addrinfo {
     weft_addrinfo *next;
@@ -258,6 +260,18 @@ static bool valid_name(const char *h)
     return true;
 }
 
+/* "localhost" and the names under it, any case, with or without the final
+ * dot: the loopback's by RFC 6761, whatever a hosts file or a server says. */
+static bool is_localhost(const char *h)
+{
+    size_t n = strlen(h);
+    if (n > 0 && h[n - 1] == '.')
+        n--;
+    if (n < 9 || strncasecmp(h + n - 9, "localhost", 9) != 0)
+        return false;
+    return n == 9 || h[n - 10] == '.';
+}
+
 /* ---- services ---------------------------------------------------------------- */
 
 /* The port of service for socket type type (0: either), or a
@@ -407,6 +421,12 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
         return WEFT_EAI_NONAME;
     } else if (!valid_name(host)) {
         return WEFT_EAI_BADNAME;
+    } else if (is_localhost(host)) {
+        /* No resolver asked: c-ares 1.18 leaks when /etc/hosts has no ::1
+         * line, and a name under localhost must not go to a server. */
+        rc = add_any_or_loopback(&r, h.family, false);
+        if (rc == 0 && (h.flags & WEFT_AI_CANONNAME) && !(r.canon = strdup(host)))
+            rc = -ENOMEM;
     } else {
         /* Ask for every family when IPv4 answers may have to be mapped. */
         int fam = h.family == AF_INET6 && (h.flags & WEFT_AI_V4MAPPED) ? 0 : h.family;

@@ -3,12 +3,15 @@
  *
  * Each loop has one channel.  Its sockets go on the loop's poller through
  * c-ares's socket-state callback, and an event runs ares_process_fd in the
- * poller's dispatch.  c-ares's own retry timers have no place in the
- * loop's heap, so a waiting coroutine parks no longer than ares_timeout()
- * says and, when that passes, processes the timeouts itself.  A caller
- * that gives up leaves its query behind, marked abandoned, and the query's
- * callback frees it whenever c-ares ends it (at the latest when the loop
- * is freed and the channel destroyed).
+ * poller's dispatch.  c-ares's retries and timeouts run on a loop timer the
+ * channel owns, kept at ares_timeout() after everything that moves it (a
+ * query started, a socket event, the timer itself): a query ends when
+ * c-ares gives up on it whether or not anyone still waits.  A lookup parks
+ * until its query ends or its own deadline; one that gives up leaves its
+ * query behind, marked abandoned, and the query's callback frees it when
+ * c-ares ends it (at the latest when the loop is freed and the channel
+ * destroyed).  A query that ends hands its slot on the wire straight to
+ * the first lookup waiting for one.
  *
  * Outside any coroutine a lookup gets a channel of its own, driven with
  * poll() on the calling thread and destroyed when the call returns.
@@ -44,8 +47,9 @@ typedef struct afd {
 struct channel {
     ares_channel ch;
     weft_loop *loop; /* NULL: driven by poll() on a thread */
+    weft__timer tm;  /* c-ares's next timeout, on the loop */
     afd *fds, *dead;
-    int inflight;
+    int inflight;     /* queries holding a slot */
     weft__waitq turn; /* lookups waiting for a slot */
 };
 
@@ -74,6 +78,34 @@ static void bury_dead(channel *c)
     }
 }
 
+/* Keeps the channel's timer at c-ares's next timeout, stopped while c-ares
+ * has no query.  Never fails: the timer is in the heap whenever c-ares has
+ * a query (weft__ares_lookup makes sure of it before starting one), or was
+ * taken out just before its fire calls this, and moving it needs no room. */
+static void schedule(channel *c)
+{
+    struct timeval tv;
+    if (!c->loop)
+        return;
+    if (!ares_timeout(c->ch, NULL, &tv)) {
+        weft__timer_stop(c->loop, &c->tm);
+        return;
+    }
+    /* ares_timeout rounds down to the millisecond: one more, or the timer
+     * may fire just before the retry is due and again at once. */
+    int64_t at = weft__now_ns() + (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000 +
+                 WEFT__NS_PER_MS;
+    (void)weft__timer_set(c->loop, &c->tm, at);
+}
+
+static void on_timer(weft__timer *t)
+{
+    channel *c = (channel *)((char *)t - offsetof(channel, tm));
+    bury_dead(c); /* safe here: timers fire outside the poller's dispatch */
+    ares_process_fd(c->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    schedule(c);
+}
+
 static void on_fd_event(weft__pollent *pe, int ev)
 {
     afd *a = (afd *)pe;
@@ -91,6 +123,7 @@ static void on_fd_event(weft__pollent *pe, int ev)
             break;
         ares_process_fd(ch, fd, ARES_SOCKET_BAD);
     }
+    schedule(a->ch);
 }
 
 static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
@@ -124,6 +157,11 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
         }
         a->next = c->fds;
         c->fds = a;
+    } else if (writable && !a->want_write && c->loop) {
+        /* Armed once, edge-triggered: a connected socket's write edge came
+         * and went, so a new wish to write (a query queued on an idle TCP
+         * connection) gets no event unless the poller is asked again. */
+        c->loop->be->rearm(c->loop, &a->pe, WEFT__EV_IN | WEFT__EV_OUT);
     }
     a->want_read = readable;
     a->want_write = writable;
@@ -139,6 +177,7 @@ static int channel_new(channel **out, weft_loop *l)
     if (!c)
         return -ENOMEM;
     c->loop = l && l->current ? l : NULL;
+    weft__timer_init(&c->tm, on_timer);
     struct ares_options o = {0};
     /* NOCHECKRESP: a SERVFAIL or REFUSED answer ends the lookup with that
      * code; otherwise c-ares reports both as "could not contact servers". */
@@ -169,6 +208,8 @@ static int channel_new(channel **out, weft_loop *l)
 
 static void channel_free(channel *c)
 {
+    if (c->loop)
+        weft__timer_stop(c->loop, &c->tm);
     ares_destroy(c->ch); /* ends every query: abandoned ones free themselves */
     while (c->fds) {
         afd *a = c->fds;
@@ -189,13 +230,22 @@ void weft__ares_loop_free(weft_loop *l, weft__names_loop *n)
     n->ares = NULL;
 }
 
+/* Gives a query's slot back: straight to the first lookup waiting for one,
+ * whose wait then ends with 0.  A lookup that comes meanwhile cannot take
+ * it first, and a waiter that gave up is off the queue and holds none. */
+static void slot_release(channel *c)
+{
+    if (c->turn.head)
+        weft__wake(c->turn.head, 0);
+    else
+        c->inflight--;
+}
+
 static void on_result(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
     (void)timeouts;
     query *q = arg;
-    channel *c = q->c;
-    if (--c->inflight < WEFT_ARES_INFLIGHT && c->turn.head)
-        weft__wake(c->turn.head, 0);
+    slot_release(q->c);
     if (q->abandoned) {
         if (res)
             ares_freeaddrinfo(res);
@@ -267,7 +317,6 @@ static void start(channel *c, query *q, const char *name, int family, bool canon
     h.ai_socktype = SOCK_STREAM; /* one node per address; resolve.c adds the types */
     h.ai_flags = ARES_AI_NOSORT | (canon ? ARES_AI_CANONNAME : 0);
     q->c = c;
-    c->inflight++;
     ares_getaddrinfo(c->ch, name, NULL, &h, on_result, q);
 }
 
@@ -317,6 +366,7 @@ int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool 
             free(q);
             return rc;
         }
+        c->inflight++;
         start(c, q, name, family, canon);
         rc = drive_with_poll(c, q, deadline);
         channel_free(c); /* ends q if it is still going */
@@ -337,28 +387,27 @@ int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool 
         n->ares = c;
     }
     bury_dead(c); /* safe here: no poller batch is being dispatched */
-    while (c->inflight >= WEFT_ARES_INFLIGHT) {
-        weft__wait w;
+    if (c->inflight < WEFT_ARES_INFLIGHT) {
+        c->inflight++;
+    } else {
+        weft__wait w; /* woken with 0: slot_release handed us a slot */
         if ((rc = weft__park(&w, &c->turn, deadline)) < 0) {
-            /* pass the slot on if it was ours */
-            if (c->inflight < WEFT_ARES_INFLIGHT && c->turn.head)
-                weft__wake(c->turn.head, 0);
             free(q);
             return rc;
         }
     }
+    /* The timer goes in the heap before c-ares has a query to time; from
+     * then on moving it never needs the heap to grow (schedule). */
+    if (c->tm.heap_idx == SIZE_MAX && (rc = weft__timer_set(l, &c->tm, weft__now_ns())) < 0) {
+        slot_release(c);
+        free(q);
+        return rc;
+    }
     start(c, q, name, family, canon);
+    schedule(c);
     while (!q->done) {
         weft__wait w;
-        int64_t at = next_wake(c, deadline);
-        rc = weft__park(&w, &q->waiters, at);
-        if (q->done)
-            break;
-        if (rc == -ETIMEDOUT && at < deadline) {
-            ares_process_fd(c->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* c-ares's retries */
-            continue;
-        }
-        if (rc < 0) {
+        if ((rc = weft__park(&w, &q->waiters, deadline)) < 0 && !q->done) {
             q->abandoned = true; /* on_result frees it */
             return rc;
         }

@@ -114,7 +114,10 @@ int weft__timer_set(weft_loop *l, weft__timer *t, int64_t deadline)
     t->deadline = deadline;
     if (deadline == WEFT__NEVER)
         return 0;
-    return weft__timer_add(&l->timers, t);
+    int rc = weft__timer_add(&l->timers, t);
+    if (rc < 0)
+        t->deadline = WEFT__NEVER;
+    return rc;
 }
 
 void weft__timer_stop(weft_loop *l, weft__timer *t)
