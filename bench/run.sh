@@ -18,6 +18,9 @@
 #   CTX_REPS     repetitions inside ctxswitch                   [5]
 #   IDLE_CONNS   connections for idle_rss                       [10000]
 #   YARDSTICK    where the yardstick's sources are              [<repo>/../shared/bench]
+#   BASE         another weft build directory (an earlier commit's, say): its
+#                echo_server joins the echo comparison as weft_base, and its
+#                ctxswitch runs in turn with this one's, CTX_ROUNDS times [unset]
 set -u
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_DIR   (a configured CMake build directory)" >&2
@@ -33,6 +36,14 @@ export THREADS=${THREADS:-1} PERF=${PERF:-1}
 SERVERS=${SERVERS:-"epoll uring libuv go"}
 SCENARIOS=${SCENARIOS:-"1:64 100:64 1000:64 100:16384 10000:64"}
 CTX_REPS=${CTX_REPS:-5}
+CTX_ROUNDS=${CTX_ROUNDS:-3}
+BASE=${BASE:-}
+if [ -n "$BASE" ]; then
+	BASE=$(cd "$BASE" && pwd) || exit 2
+	for f in examples/echo_server bench/ctxswitch; do
+		[ -x "$BASE/$f" ] || { echo "BASE: no $BASE/$f (build it there first)" >&2; exit 2; }
+	done
+fi
 IDLE_CONNS=${IDLE_CONNS:-10000}
 
 OUT=$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)
@@ -67,6 +78,7 @@ fi
 	echo "# weft: $rev build=$BUILD"
 	echo "# PARTS=$PARTS PIN=$PIN DUR=$DUR WARM=$WARM REPS=$REPS THREADS=$THREADS"
 	echo "# CTX_REPS=$CTX_REPS IDLE_CONNS=$IDLE_CONNS"
+	[ -n "$BASE" ] && echo "# base: $BASE (CTX_ROUNDS=$CTX_ROUNDS)"
 } | tee "$OUT/meta.txt"
 
 # ---- the yardstick: copy and build what builds ----------------------------
@@ -102,6 +114,15 @@ if part micro; then
 		echo "## yardstick ctxswitch: the floor (taskset -c 1)" | tee -a "$OUT/ctxswitch.txt"
 		taskset -c 1 "$YS/ctxswitch" 10000000 "$CTX_REPS" 2>&1 | tee -a "$OUT/ctxswitch.txt"
 	fi
+	if [ -n "$BASE" ]; then
+		# In turn, so that both see the same machine.
+		for r in $(seq "$CTX_ROUNDS"); do
+			for b in "$BASE" "$BUILD"; do
+				echo "## round $r: $b/bench/ctxswitch" | tee -a "$OUT/ctxswitch.txt"
+				taskset -c 1 "$b/bench/ctxswitch" "$CTX_REPS" 2>&1 | tee -a "$OUT/ctxswitch.txt"
+			done
+		done
+	fi
 fi
 
 # ---- 2. echo servers --------------------------------------------------------
@@ -112,8 +133,9 @@ if part echo; then
 		servers=""
 		for s in $SERVERS; do has "ref_$s" && servers="$servers $s"; done
 		echo "## echo servers: weft vs$servers (PIN=$PIN DUR=$DUR WARM=$WARM REPS=$REPS)"
-		SERVERS="$servers" SCENARIOS="$SCENARIOS" OUT="$OUT/echo" \
-			EXTRA="weft=$BUILD/examples/echo_server {port} {threads}" \
+		extra="weft=$BUILD/examples/echo_server {port} {threads}"
+		[ -n "$BASE" ] && extra="$extra;weft_base=$BASE/examples/echo_server {port} {threads}"
+		SERVERS="$servers" SCENARIOS="$SCENARIOS" OUT="$OUT/echo" EXTRA="$extra" \
 			"$YS/run.sh" 2>&1 | tee "$OUT/echo.log"
 	fi
 fi
@@ -140,6 +162,10 @@ fi
 			echo "## echo servers (srv ns/rt = server CPU per round trip)"; echo; cat "$OUT/$f"
 			echo; echo "## srv ns/rt relative to ref_epoll, paired by repetition (median, then each)"; echo
 			python3 "$HERE/ratios.py" "$OUT/echo/raw.txt"
+			if [ -n "$BASE" ]; then
+				echo; echo "## srv ns/rt of weft relative to weft_base, paired by repetition"; echo
+				python3 "$HERE/ratios.py" --base weft_base "$OUT/echo/raw.txt"
+			fi
 			;;
 		*) echo '```'; cat "$OUT/$f"; echo '```' ;;
 		esac

@@ -221,7 +221,7 @@ struct weft_loop {
     int64_t seq;              /* last coroutine sequence number given out */
     size_t alive;             /* coroutines not yet finished */
     unsigned busy_steps;      /* steps begun with coroutines ready */
-    bool stopping, closing, in_step;
+    bool running, stopping, closing, in_step;
     bool want_fd;             /* weft_loop_fd was asked for: keep it truthful */
     weft__pollent wake_pe;    /* eventfd for posts and wake-ups */
     bool wake_armed;          /* a write to it is pending (under post_lock) */

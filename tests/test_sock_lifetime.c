@@ -462,3 +462,57 @@ Test(sock_lifetime, first_loop_to_use_a_socket_owns_it_until_it_ends, .timeout =
     cr_assert_eq(weft_close(s), 0);
     cr_assert_eq(count_fds(), fds);
 }
+
+/* Out of memory while handing a close over: -ENOMEM, the socket stays open
+ * and the owner's, and the close can be asked again. */
+typedef struct oom_close {
+    weft_sock *s;
+    atomic_int ready, done;
+    int rc[3]; /* the first allocation failing, the second, then none */
+} oom_close;
+
+static void *oom_closer(void *arg)
+{
+    oom_close *o = arg;
+    while (!atomic_load(&o->ready))
+        usleep(1000);
+    for (unsigned nth = 1; nth <= 2; nth++) {
+        weft_fault_clear();
+        weft_fault_set(WEFT_FAULT_MALLOC, nth, ENOMEM);
+        o->rc[nth - 1] = weft_close(o->s);
+        weft_fault_clear();
+        char c;
+        if (weft_recv(o->s, &c, 1, 0) != -EXDEV) /* still open, still the owner's */
+            o->rc[nth - 1] = -9999;
+    }
+    o->rc[2] = weft_close(o->s);
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+static int oom_owner(void *arg)
+{
+    oom_close *o = arg;
+    if (weft_udp_open(&o->s, AF_INET) < 0)
+        return -1;
+    atomic_store(&o->ready, 1);
+    char c;
+    /* Parked until the handed-over close wakes it. */
+    int rc = (int)weft_recv(o->s, &c, 1, 20000);
+    return rc;
+}
+
+Test(sock_lifetime, out_of_memory_handing_a_close_over, .timeout = 60)
+{
+    int fds = count_fds();
+    oom_close o = {0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, oom_closer, &o), 0);
+    int rc = weft_main(oom_owner, &o, NULL);
+    pthread_join(t, NULL);
+    cr_assert_eq(o.rc[0], -ENOMEM, "the request's queue could not grow: %d", o.rc[0]);
+    cr_assert_eq(o.rc[1], -ENOMEM, "the post could not be made: %d", o.rc[1]);
+    cr_assert_eq(o.rc[2], 0);
+    cr_assert_eq(rc, -EBADF, "the owner's receive: %s", weft_err_name(rc));
+    cr_assert_eq(count_fds(), fds);
+}

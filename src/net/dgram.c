@@ -84,7 +84,9 @@ ssize_t weft_sendto(weft_sock *h, const void *buf, size_t n, const weft_addr *to
     if (n > SSIZE_MAX)
         return -EMSGSIZE; /* no datagram is that big */
     sendto_op o = {buf, n, to && to->len ? to : NULL};
-    return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendto, &o);
+    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendto, &o);
+    s->sent = r >= 0 ? n : 0; /* this call's, also when it never got its turn */
+    return r;
 }
 
 typedef struct recvfrom_op {
@@ -285,7 +287,9 @@ int weft_sendmmsg(weft_sock *h, weft_dgram *v, int n, int64_t timeout_ms)
         return 0;
     }
     sendmmsg_op o = {v, n, 0, GSO_UNKNOWN};
-    return (int)weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendmmsg, &o);
+    int r = (int)weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendmmsg, &o);
+    s->sent = (size_t)o.done; /* this call's, also when it never got its turn */
+    return r;
 }
 
 typedef struct recvmmsg_op {

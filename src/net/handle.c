@@ -197,6 +197,10 @@ static weft__sock *claim_handle(weft_sock *h)
 int weft__sock_enter_slow(weft__sock_slot *e, weft__sock **out)
 {
     weft_loop *l = weft__tls_loop;
+    /* Another loop's: say so without making anything. */
+    weft_loop *seen = __atomic_load_n(&e->owner, __ATOMIC_RELAXED);
+    if (seen && seen != l)
+        return -EXDEV;
     owned *o = l ? owned_of(l, true) : NULL;
     if (l && !o)
         return -ENOMEM;

@@ -41,6 +41,10 @@ typedef struct weft__names_loop {
 /* l's names state; NULL when l is NULL. */
 weft__names_loop *weft__names_loop_of(weft_loop *l);
 
+/* Whether c-ares takes csv as its server list ("127.0.0.1:53,[::1]:53").
+ * Returns 0, -EINVAL, -ENOMEM. */
+int weft__ares_check_servers(const char *csv);
+
 /* Free each resolver's state in n, once no coroutine is left on l. */
 void weft__ares_loop_free(weft_loop *l, weft__names_loop *n);
 void weft__system_loop_free(weft_loop *l, weft__names_loop *n);

@@ -63,18 +63,23 @@ weft__names_loop *weft__names_loop_of(weft_loop *l)
 /* Checks and copies cfg's resolver settings for the new loop l. */
 static int names_loop_init(weft_loop *l, const weft_config *cfg)
 {
-    int sys = system_kind(cfg && cfg->resolver ? cfg->resolver : getenv("WEFT_RESOLVER"));
+    int rc, sys = system_kind(cfg && cfg->resolver ? cfg->resolver : getenv("WEFT_RESOLVER"));
     if (sys < 0)
         return -EINVAL;
     if (cfg && (cfg->dns_timeout_ms < 0 || cfg->dns_tries < 0))
         return -EINVAL;
+#ifdef WEFT_WITH_ARES
+    /* A list c-ares refuses fails the loop's making, not every lookup. */
+    if (cfg && cfg->dns_servers && !sys && (rc = weft__ares_check_servers(cfg->dns_servers)) < 0)
+        return rc;
+#endif
     weft__names_loop *n = weft__sys_calloc(1, sizeof *n);
     if (!n)
         return -ENOMEM;
     n->system = sys;
     n->dns_timeout_ms = cfg ? cfg->dns_timeout_ms : 0;
     n->dns_tries = cfg ? cfg->dns_tries : 0;
-    int rc = -ENOMEM;
+    rc = -ENOMEM;
     if ((!cfg || !cfg->dns_servers || (n->dns_servers = strdup(cfg->dns_servers))) &&
         (rc = weft__loop_ext_set(l, &names_key, n)) == 0)
         return 0;

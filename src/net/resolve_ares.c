@@ -200,10 +200,28 @@ static int channel_new(channel **out, weft_loop *l)
         if (c->ch)
             ares_destroy(c->ch);
         free(c);
-        return st == ARES_ENOMEM ? -ENOMEM : -EINVAL;
+        /* The servers were checked when the loop was made: what fails
+         * here is c-ares itself. */
+        return st == ARES_ENOMEM ? -ENOMEM : WEFT_EAI_FAIL;
     }
     *out = c;
     return 0;
+}
+
+int weft__ares_check_servers(const char *csv)
+{
+    pthread_once(&lib_once, lib_init);
+    if (lib_status != ARES_SUCCESS)
+        return -ENOMEM;
+    /* c-ares's own parser is the judge: a scratch channel, no lookups. */
+    ares_channel ch;
+    struct ares_options o = {0};
+    int st = ares_init_options(&ch, &o, 0);
+    if (st != ARES_SUCCESS)
+        return st == ARES_ENOMEM ? -ENOMEM : WEFT_EAI_FAIL;
+    st = *csv ? ares_set_servers_ports_csv(ch, csv) : ARES_EBADSTR;
+    ares_destroy(ch);
+    return st == ARES_SUCCESS ? 0 : st == ARES_ENOMEM ? -ENOMEM : -EINVAL;
 }
 
 static void channel_free(channel *c)

@@ -370,6 +370,8 @@ static ssize_t do_recv(weft__sock *s, void *ctx)
 ssize_t weft_recv(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
 {
     WEFT__SOCK_ENTER(s, h);
+    if (!buf && n)
+        return -EINVAL;
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recv(s, buf, n, false, timeout_ms);
     if (n == 0)
@@ -381,6 +383,8 @@ ssize_t weft_recv(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
 ssize_t weft_recvn(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
 {
     WEFT__SOCK_ENTER(s, h);
+    if (!buf && n)
+        return -EINVAL;
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recv(s, buf, n, true, timeout_ms);
     if (n == 0)
@@ -401,7 +405,9 @@ static ssize_t do_recvv(weft__sock *s, void *ctx)
 {
     recvv_op *o = ctx;
     struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
-    ssize_t r = weft__sys_recvmsg(s->pe.fd, &m, MSG_DONTWAIT);
+    /* MSG_TRUNC: a datagram's whole length, as weft_recv gives. */
+    int flags = MSG_DONTWAIT | (s->flags & WEFT__SOCK_DGRAM ? MSG_TRUNC : 0);
+    ssize_t r = weft__sys_recvmsg(s->pe.fd, &m, flags);
     if (r >= 0) {
         if (r > 0 && (size_t)r < o->want && drained_by_short_read(s))
             s->rready = false;
@@ -429,7 +435,7 @@ ssize_t weft_recvv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t ti
     if (WEFT__UNLIKELY(s->ops))
         return s->ops->recvv(s, iov, iovcnt, timeout_ms);
     ssize_t total = weft__iov_total(iov, iovcnt);
-    if (total <= 0)
+    if (total < 0 || (total == 0 && !(s->flags & WEFT__SOCK_DGRAM)))
         return total;
     recvv_op o = { iov, iovcnt, (size_t)total };
     return weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recvv, &o);
@@ -462,18 +468,20 @@ static ssize_t do_send(weft__sock *s, void *ctx)
 ssize_t weft_send(weft_sock *h, const void *buf, size_t n, int64_t timeout_ms)
 {
     WEFT__SOCK_ENTER(s, h);
-    if (n > SSIZE_MAX)
+    if (n > SSIZE_MAX || (!buf && n))
         return -EINVAL;
     if (WEFT__UNLIKELY(s->ops)) {
         struct iovec v = { (void *)buf, n };
         return s->ops->sendv(s, &v, 1, timeout_ms);
     }
-    if (n == 0) {
+    if (n == 0 && !(s->flags & WEFT__SOCK_DGRAM)) {
         s->sent = 0;
         return 0;
     }
     send_op o = { buf, n, 0 };
-    return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send, &o);
+    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send, &o);
+    s->sent = o.done; /* this call's, also when it never got its turn */
+    return r;
 }
 
 #define IOV_WINDOW 64
@@ -487,6 +495,16 @@ typedef struct sendv_op {
 static ssize_t do_sendv(weft__sock *s, void *ctx)
 {
     sendv_op *o = ctx;
+    if (s->flags & WEFT__SOCK_DGRAM) {
+        /* One datagram of every iovec: never cut into windows. */
+        struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
+        ssize_t r = weft__sys_sendmsg(s->pe.fd, &m, SEND_FLAGS);
+        if (r < 0)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        o->done = (size_t)r;
+        s->sent = o->done;
+        return (ssize_t)o->total;
+    }
     /* Skip what has gone out; copy a window so the first entry can start
      * part-way without touching the caller's array. */
     struct iovec win[IOV_WINDOW];
@@ -519,12 +537,14 @@ ssize_t weft_sendv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t ti
     ssize_t total = weft__iov_total(iov, iovcnt);
     if (total < 0)
         return total;
-    if (total == 0) {
+    if (total == 0 && !(s->flags & WEFT__SOCK_DGRAM)) {
         s->sent = 0;
         return 0;
     }
     sendv_op o = { iov, iovcnt, (size_t)total, 0 };
-    return weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
+    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
+    s->sent = o.done; /* this call's, also when it never got its turn */
+    return r;
 }
 
 size_t weft_sock_sent(const weft_sock *h)
@@ -590,7 +610,9 @@ int weft_sock_wrap(weft_sock **out, int fd)
 {
     int type, family = 0, protocol = 0;
     socklen_t len = sizeof type;
-    if (!out || fd < 0)
+    if (!out)
+        return -EINVAL;
+    if (fd < 0)
         return -EBADF;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
         return -errno;

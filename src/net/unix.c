@@ -164,16 +164,23 @@ static ssize_t do_send_fd(weft__sock *s, void *ctx)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
+/* Descriptors pass only over unix sockets: any other family would take
+ * the byte and drop the descriptor (or, receiving, eat a data byte); a
+ * layer (TLS) owns the byte stream. */
+static bool passes_fds(const weft__sock *s)
+{
+    int dom = 0;
+    socklen_t len = sizeof dom;
+    return !s->ops && getsockopt(s->pe.fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 &&
+           dom == AF_UNIX;
+}
+
 int weft_send_fd(weft_sock *h, int fd, int64_t timeout_ms)
 {
     WEFT__SOCK_ENTER(s, h);
     if (fd < 0)
         return -EBADF;
-    /* Any other family would take the byte and silently drop the
-     * descriptor; a layer (TLS) owns the byte stream. */
-    int dom = 0;
-    socklen_t len = sizeof dom;
-    if (s->ops || getsockopt(s->pe.fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) != 0 || dom != AF_UNIX)
+    if (!passes_fds(s))
         return -EINVAL;
     return (int)weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send_fd, &fd);
 }
@@ -232,7 +239,7 @@ static ssize_t do_recv_fd(weft__sock *s, void *ctx)
 int weft_recv_fd(weft_sock *h, int *fd, int64_t timeout_ms)
 {
     WEFT__SOCK_ENTER(s, h);
-    if (!fd || s->ops)
+    if (!fd || !passes_fds(s))
         return -EINVAL;
     return (int)weft__sock_io(s, WEFT__EV_IN, timeout_ms, do_recv_fd, fd);
 }

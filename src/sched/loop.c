@@ -50,7 +50,8 @@ static void take_posts(weft_loop *l)
     pthread_mutex_unlock(mu);
     while (p) {
         weft__post *next = p->next;
-        if (weft_go(p->fn, p->arg) < 0) {
+        int64_t id = weft_go(p->fn, p->arg);
+        if (id == -ENOMEM) {
             /* Out of memory: put the rest back and try again next step. */
             pthread_mutex_lock(mu);
             weft__post *last = p;
@@ -101,6 +102,8 @@ int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
 
 void weft_loop_wake(weft_loop *l)
 {
+    if (!l)
+        return;
     uint64_t one = 1;
     ssize_t ignored = write(l->wake_pe.fd, &one, sizeof one);
     (void)ignored;
@@ -156,6 +159,8 @@ static void on_timerfd(weft__pollent *pe, int events)
 
 int weft_loop_new(weft_loop **out, const weft_config *cfg)
 {
+    if (!out)
+        return -EINVAL;
     if (weft__tls_loop)
         return -EBUSY;
     const weft__backend *be = find_backend(cfg ? cfg->backend : NULL);
@@ -215,7 +220,9 @@ static void step(weft_loop *l, int64_t deadline);
 
 void weft_loop_free(weft_loop *l)
 {
-    if (!l)
+    /* Not from another thread, one of its coroutines or a step of its own:
+     * that would free what is running. */
+    if (!l || l != weft__tls_loop || l->current || l->in_step)
         return;
     /* Every blocking call now returns -ECANCELED; run until all are done. */
     l->closing = true;
@@ -346,24 +353,31 @@ int weft_loop_run(weft_loop *l, int64_t timeout_ms)
         return rc;
     int64_t deadline = weft__deadline(timeout_ms);
     l->stopping = false;
+    l->running = true;
+    rc = 0;
     /* At least one step, even with timeout 0: "0 only tries". */
     while (l->alive > 0) {
         step(l, deadline);
         if (l->alive == 0)
             break;
         if (l->stopping) {
-            l->stopping = false;
-            return (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
+            rc = (int)(l->alive > INT_MAX ? INT_MAX : l->alive);
+            break;
         }
-        if (deadline != WEFT__NEVER && weft__now_ns() >= deadline)
-            return -ETIMEDOUT;
+        if (deadline != WEFT__NEVER && weft__now_ns() >= deadline) {
+            rc = -ETIMEDOUT;
+            break;
+        }
     }
-    return 0;
+    l->running = l->stopping = false;
+    return rc;
 }
 
 void weft_loop_stop(weft_loop *l)
 {
-    if (l)
+    /* Outside a run there is nothing to stop: a flag left set would make
+     * every later weft_loop_poll return without waiting. */
+    if (l && l->running)
         l->stopping = true;
 }
 
@@ -371,6 +385,8 @@ int weft_loop_fd(const weft_loop *cl)
 {
     /* The timerfd is made on first use only; to callers the loop is unchanged. */
     weft_loop *l = (weft_loop *)cl;
+    if (!l || l != weft__tls_loop)
+        return -EINVAL;
     if (!l->want_fd) {
         l->timer_pe.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         if (l->timer_pe.fd < 0)
@@ -410,7 +426,7 @@ int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cfg)
     int rc = weft_loop_new(&l, cfg);
     if (rc < 0)
         return rc;
-    main_call m = { fn, arg, 0 };
+    main_call m = { fn, arg, -ENOMEM }; /* fn never runs if its stack can't be mapped */
     int64_t id = weft_go(main_entry, &m);
     if (id < 0) {
         weft_loop_free(l);

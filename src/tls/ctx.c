@@ -414,8 +414,17 @@ int weft_tls_ctx_add_cert(weft_tls_ctx *c, const char *cert_file, const char *ke
     ERR_clear_error();
     if (!c->has_cert) {
         /* The first certificate of a context made without one becomes
-         * the default, for clients whose SNI matches nothing. */
-        if ((rc = load_cert(c->ssl, cert_file, NULL, key_file, NULL)) < 0)
+         * the default, for clients whose SNI matches nothing.  Tried on a
+         * scratch context first: a key that fails after the certificate
+         * loaded would leave c with a certificate and no key. */
+        SSL_CTX *scratch = SSL_CTX_new(TLS_server_method());
+        if (!scratch) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        rc = load_cert(scratch, cert_file, NULL, key_file, NULL);
+        SSL_CTX_free(scratch);
+        if (rc < 0 || (rc = load_cert(c->ssl, cert_file, NULL, key_file, NULL)) < 0)
             goto out;
         c->has_cert = true;
         goto out;
