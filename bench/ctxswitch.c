@@ -3,7 +3,8 @@
  * loop's stack and a coroutine's (weft__ctx_resume and weft__ctx_suspend,
  * no scheduler), weft_yield among the coroutines
  * of one loop (each yield is coroutine -> loop -> next coroutine), and
- * spawning coroutines in batches of 1000 that run to completion.
+ * spawning coroutines in batches of 1000 that run to completion (also right
+ * after a coroutine with a stack of another size has finished).
  *
  * The lines tagged fp_flags repeat a measurement with the floating-point
  * status flags (MXCSR on x86-64) differing between the two sides of the
@@ -213,6 +214,16 @@ static double bench_spawn(long n)
     return (now_ns() - t) / (double)(batches * SPAWN_BATCH);
 }
 
+/* A coroutine with a stack of another size finishing first, while the
+ * pool is empty: the pool must go on serving default stacks after it. */
+static double bench_spawn_after_other(long n)
+{
+    weft__stack_pool_drain();
+    weft_co_opts o = {.stack_size = 1 << 20};
+    weft_join(weft_go_opts(nop, NULL, &o), -1);
+    return bench_spawn(n);
+}
+
 static int loop_benches(void *arg)
 {
     double v[MAX_REPS];
@@ -230,6 +241,8 @@ static int loop_benches(void *arg)
     measure(bench_spawn, v);
     print("spawn_ns", v, 0);
     print("spawn_per_s", v, 1);
+    measure(bench_spawn_after_other, v);
+    print("spawn_ns(after_1m_stack)", v, 0);
     return 0;
 }
 

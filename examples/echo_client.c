@@ -4,7 +4,8 @@
  *
  * usage: echo_client HOST PORT [MESSAGE]
  *        echo_client HOST PORT -b BYTES
- * HOST is a numeric IPv4 or IPv6 address.  The code is straight-line: each
+ * HOST is a name or an IPv4 or IPv6 address (a name's addresses are raced,
+ * Happy Eyeballs).  The code is straight-line: each
  * call waits for its result inside a coroutine, bounded by a timeout.
  * Exits 0 if the whole message came back unchanged.
  *

@@ -3,7 +3,7 @@
  * the body.
  *
  * usage: tls_client https://HOST[:PORT]/[PATH] [--ca FILE] [--insecure]
- * HOST is a numeric IPv4 or [IPv6] address for now.  The server's
+ * HOST is a name or an IPv4 or [IPv6] address.  The server's
  * certificate is verified (chain and name) against the system's CAs, or
  * against FILE; --insecure skips that.  One call connects, sends SNI,
  * handshakes and verifies, all within one timeout.
