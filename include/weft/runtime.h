@@ -1,0 +1,202 @@
+/*
+ * weft/runtime.h - errors, coroutines, the loop and embedding it.
+ * Part of weft.h, which is the one header to include; the conventions at
+ * the top of weft.h hold for every function here.
+ */
+#ifndef WEFT_H_RUNTIME
+#define WEFT_H_RUNTIME
+
+#include <errno.h> /* weft's error codes are errno's, negated */
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WEFT_EXTERN __attribute__((visibility("default")))
+#else
+#define WEFT_EXTERN
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+
+/* Returns a human-readable description of any code weft returns (negative
+ * errno or a weft code); 0 gives "success", unknown codes "unknown error".
+ * Never NULL; the string is static. */
+WEFT_EXTERN const char *weft_strerror(int code);
+
+/* Returns the symbolic name of a code: "ETIMEDOUT", "ECONNRESET",
+ * "WEFT_EAI_NONAME", ...; "OK" for 0, "UNKNOWN" for codes weft does not
+ * know.  Never NULL; static. */
+WEFT_EXTERN const char *weft_err_name(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                   */
+
+typedef struct weft_config {
+    size_t stack_size;       /* default coroutine stack in bytes, at most 1 GiB; 0 = 256 KiB,
+                              * room for a 64 KiB buffer and a TLS handshake (ASan builds
+                              * too); only touched pages cost memory.  A 2 MiB guard
+                              * (address space only) under each stack turns an overflow,
+                              * even by a frame of up to about 2 MiB, into a report and
+                              * abort; a larger frame needs its code built with
+                              * -fstack-clash-protection (weft's own is), which touches
+                              * every page of a large frame on entry, so that an array on
+                              * the stack then costs all its pages even while unused */
+    const char *backend;     /* "epoll"; NULL or "" = $WEFT_BACKEND, else the best available */
+    const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
+                              * worker pool, for nsswitch); NULL or "" = $WEFT_RESOLVER, else
+                              * "ares" ("system" in a build without c-ares) */
+    const char *dns_servers; /* c-ares: "127.0.0.1:5353,[::1]:53"; NULL = /etc/resolv.conf's.
+                              * A list c-ares refuses makes the loop's making fail with
+                              * -EINVAL (the "system" resolver ignores it) */
+    int dns_timeout_ms;      /* c-ares: first try's timeout per server; 0 = resolv.conf's */
+    int dns_tries;           /* c-ares: tries per server; 0 = resolv.conf's */
+} weft_config;               /* NULL config = all defaults; zeroed fields = defaults */
+
+/* Creates a loop on this thread, runs fn(arg) as its first coroutine,
+ * runs the loop until fn and every coroutine spawned have returned, then
+ * frees the loop (as weft_loop_free).  Returns fn's result, or before
+ * anything ran: -EINVAL (fn NULL, an unknown backend or resolver, a
+ * stack_size over 1 GiB, a negative dns_timeout_ms or dns_tries, a
+ * dns_servers c-ares refuses), -EBUSY (this thread already has a loop),
+ * -ENOMEM (also when fn's stack could not be mapped: fn never ran),
+ * -EMFILE/-ENFILE (the poller's descriptors), -ENOSPC (the poller's watch
+ * limit).  Blocks the thread. */
+WEFT_EXTERN int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cfg);
+
+typedef struct weft_co_opts {
+    size_t stack_size; /* bytes, rounded up to pages, at most 1 GiB; 0 = the loop's default */
+    const char *name;  /* copied (first 31 bytes); NULL = no name */
+} weft_co_opts;
+
+/* Queues a new coroutine running fn(arg) on this thread's loop and returns
+ * its id (> 0).  It does not switch to it: the new coroutine first runs when
+ * the caller next blocks or yields (outside a coroutine: at the loop's next
+ * step).  Its stack is mapped when it first runs; if that fails the
+ * coroutine never runs, and a weft_join already waiting for it in a
+ * coroutine returns -ENOMEM (a later join sees it finished and returns 0).
+ * Errors: -EPERM (no loop on this thread), -EINVAL (fn NULL, or a stack
+ * size over 1 GiB), -ENOMEM, -EAGAIN (the loop has given out all of its
+ * 2^40 - 1 ids).  Never blocks. */
+WEFT_EXTERN int64_t weft_go(void (*fn)(void *arg), void *arg);
+WEFT_EXTERN int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o);
+
+/* Waits until coroutine id has finished.  Returns 0 when it has (also if it
+ * finished before the call), -ENOMEM if its stack could not be mapped so it
+ * never ran, -ETIMEDOUT, -ECANCELED, -ESRCH (no such coroutine on this
+ * thread's loop, or no loop), -EDEADLK (id is the caller).  Blocks.
+ * Outside a coroutine (on the loop's thread) it runs the loop's steps
+ * itself until id is gone: a coroutine that never ran then gives 0, not
+ * -ENOMEM, and -ECANCELED cannot come. */
+WEFT_EXTERN int weft_join(int64_t id, int64_t timeout_ms);
+
+/* Makes coroutine id's current blocking call, or, if it is not blocked,
+ * its next call that has to wait (or weft_yield), return -ECANCELED; a call
+ * that completes without waiting does not take it.  The cancel is
+ * delivered once; calls after that one work normally, so the coroutine can
+ * clean up.  Returns 0, or -ESRCH (no such live coroutine on this thread).
+ * Never blocks. */
+WEFT_EXTERN int weft_cancel(int64_t id);
+
+/* Returns the running coroutine's id, 0 outside any coroutine. */
+WEFT_EXTERN int64_t weft_self(void);
+
+/* Returns the name given in weft_go_opts ("" if none), or NULL if id is not
+ * a live coroutine of this thread.  Valid until that coroutine ends. */
+WEFT_EXTERN const char *weft_name(int64_t id);
+
+/* Lets every other ready coroutine run once, then continues.  Returns 0 or
+ * -ECANCELED.  Outside a coroutine: sched_yield(), returns 0. */
+WEFT_EXTERN int weft_yield(void);
+
+/* Sleeps ms milliseconds (<= 0: yields once, as weft_yield).  Returns 0,
+ * -ECANCELED, or -ETIMEDOUT if the coroutine's deadline comes first.
+ * Blocks.  Outside a coroutine it sleeps the thread (nanosleep, no
+ * deadline) and returns 0. */
+WEFT_EXTERN int weft_sleep(int64_t ms);
+
+/* Returns monotonic time in milliseconds (CLOCK_MONOTONIC). */
+WEFT_EXTERN int64_t weft_now(void);
+
+/* Sets an absolute deadline (weft_now() clock) that bounds every blocking
+ * call the running coroutine makes until weft_deadline_clear(); each call
+ * ends at the earlier of it and its own timeout, with -ETIMEDOUT.  A time
+ * already past (negative ones included, however large) makes every such
+ * call that has to wait time out at once; what can complete without
+ * waiting still does.  No effect outside a coroutine. */
+WEFT_EXTERN void weft_deadline_set(int64_t at_ms);
+WEFT_EXTERN void weft_deadline_clear(void);
+
+/* ------------------------------------------------------------------------ */
+/* Embedding: drive a loop from another event loop or by hand                */
+
+typedef struct weft_loop weft_loop;
+
+/* Creates a loop owned by this thread; weft_go then spawns onto it.
+ * Errors: -EBUSY (this thread has a loop), -EINVAL (out NULL, an unknown
+ * backend or resolver, a stack_size over 1 GiB, a negative dns_timeout_ms
+ * or dns_tries, a dns_servers c-ares refuses), -ENOMEM, -EMFILE, -ENFILE, -ENOSPC (the poller's watch
+ * limit).  Never blocks.  The caller frees it with weft_loop_free. */
+WEFT_EXTERN int weft_loop_new(weft_loop **out, const weft_config *cfg);
+
+/* One step: waits up to timeout_ms for I/O or a timer (0 = don't wait, and
+ * no wait at all while coroutines are ready to run), then runs once every
+ * coroutine that is ready.  Returns the number of coroutines still alive,
+ * or -EINVAL (l NULL or not this thread's loop), -EBUSY (called from inside
+ * one of the loop's own coroutines). */
+WEFT_EXTERN int weft_loop_poll(weft_loop *l, int64_t timeout_ms);
+
+/* Steps until no coroutine is alive (returns 0, at once if none is),
+ * weft_loop_stop was called (returns how many are still alive, > 0), or
+ * timeout_ms passed (-ETIMEDOUT; with 0 after exactly one step).
+ * -EINVAL/-EBUSY as weft_loop_poll. */
+WEFT_EXTERN int weft_loop_run(weft_loop *l, int64_t timeout_ms);
+
+/* Makes the weft_loop_run in progress return after its current step.
+ * While none runs (between weft_loop_poll calls, say) there is nothing to
+ * stop and it does nothing.  NULL is a no-op.  Never blocks. */
+WEFT_EXTERN void weft_loop_stop(weft_loop *l);
+
+/* Returns a descriptor that becomes readable whenever weft_loop_poll has
+ * work to do (I/O ready, a timer due, coroutines ready to run), for another
+ * event loop to watch.  Owned by the loop.  The first call creates a timer
+ * descriptor: it can fail with -EMFILE, -ENFILE, -ENOMEM or -ENOSPC; l
+ * NULL or another thread's loop is -EINVAL.  From
+ * then on every step asks the poller (the fd's state must stay true), which
+ * costs a syscall per step that a loop nobody watches would skip. */
+WEFT_EXTERN int weft_loop_fd(const weft_loop *l);
+
+/* Thread-safe: runs fn(arg) in a new coroutine on loop l, from any thread.
+ * Each post runs exactly once, in the order posted from one thread.  Posts
+ * still queued when the loop is freed never run; l must not be used once
+ * weft_loop_free has begun.  Returns 0, -EINVAL (l or fn NULL), -ENOMEM. */
+WEFT_EXTERN int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);
+
+/* Thread-safe: wakes the loop if it is waiting, so its current step returns
+ * early; if it is not, its next wait returns at once.  NULL is a no-op.
+ * Never blocks. */
+WEFT_EXTERN void weft_loop_wake(weft_loop *l);
+
+/* Cancels every coroutine still alive (from then on each of their blocking
+ * calls returns -ECANCELED), runs them until they have all returned, and
+ * frees the loop.  Sockets still open are not closed: from then on they
+ * belong to no loop.  Closes that other threads handed to the loop are
+ * carried out.  NULL is a no-op, and so is a call from another thread,
+ * from one of the loop's coroutines, or during one of its steps: freeing
+ * what is running cannot be done. */
+WEFT_EXTERN void weft_loop_free(weft_loop *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_H_RUNTIME */
