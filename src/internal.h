@@ -149,6 +149,7 @@ struct weft__timer {
 struct weft__wait {
     weft__timer tm;       /* first member: the heap holds &w->tm */
     weft__co *co;
+    uint64_t seq;         /* which wait of its loop this is (weft__wake_from) */
     weft__waitq *q;       /* queue it is linked on, NULL if none */
     weft__wait *next, *prev;
     weft__wait *twin;     /* a second queue entry woken together with this one */
@@ -204,6 +205,7 @@ typedef struct weft__post {
     void (*fn)(void *);
     void *arg;
     struct weft__post *next;
+    bool in_loop; /* run fn in the loop itself, not in a new coroutine */
 } weft__post;
 
 struct weft_loop {
@@ -219,6 +221,7 @@ struct weft_loop {
     size_t stack_size;
     int64_t id_base;          /* loop number << 40 */
     int64_t seq;              /* last coroutine sequence number given out */
+    uint64_t wait_seq;        /* last weft__wait.seq given out */
     size_t alive;             /* coroutines not yet finished */
     unsigned busy_steps;      /* steps begun with coroutines ready */
     bool running, stopping, closing, in_step;
@@ -245,6 +248,8 @@ void weft__co_run_ready(weft_loop *l);
 /* Wakes every parked coroutine of the table with -ECANCELED. */
 void weft__cotab_cancel_all(weft__cotab *t);
 void weft__cotab_free(weft__cotab *t);
+/* The live coroutine id of l, or NULL. */
+weft__co *weft__co_find(weft_loop *l, int64_t id);
 /* Frees the loop's spare coroutine records. */
 void weft__co_pool_free(weft_loop *l);
 
@@ -275,6 +280,29 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
 void weft__wake(weft__wait *w, int result);
 /* Wakes every waiter of q with result. */
 void weft__wake_all(weft__waitq *q, int result);
+
+/* Waking from other threads.  A waiter that another thread may wake
+ * records where it waits: its loop, its coroutine's id and its wait's seq
+ * (weft__wait_here).  Any thread may then ask that loop to wake it
+ * (weft__wake_from): the loop does at its next step, if that coroutine is
+ * still in that very wait, and does nothing otherwise, so no pointer to a
+ * waiter's stack ever crosses threads.  The caller must know l is alive:
+ * it holds a lock that the waiter needs before it can finish. */
+typedef struct weft__waiter_id {
+    weft_loop *loop;
+    int64_t co;
+    uint64_t seq;
+} weft__waiter_id;
+/* Where the running coroutine's next park will wait: call it right before
+ * weft__park (nothing may park in between). */
+weft__waiter_id weft__wait_here(void);
+/* Thread-safe.  Returns 0, or -ENOMEM (the wake could not be queued). */
+int weft__wake_from(const weft__waiter_id *id, int result);
+/* Thread-safe: runs fn(arg) in loop l itself (outside any coroutine) at
+ * its next step; l must be alive, as for weft__wake_from.  Calls still
+ * queued when l is freed run then, after its last coroutine has finished.
+ * Returns 0 or -ENOMEM. */
+int weft__loop_call(weft_loop *l, void (*fn)(void *arg), void *arg);
 /* Makes co ready to run. */
 void weft__ready(weft_loop *l, weft__co *co);
 

@@ -226,3 +226,98 @@ Test(loop_ext, rearm_reports_what_holds_once_more, .timeout = 30)
     close(c.pe.fd);
     weft_loop_free(l);
 }
+
+/* ---- waking from another thread --------------------------------------------- */
+
+typedef struct remote {
+    pthread_mutex_t mu;
+    weft__waiter_id id;
+    int phase;    /* the coroutine's progress, under mu */
+    int rc[2];
+    int wake_rc;
+} remote;
+
+static void remote_waiter(void *arg)
+{
+    remote *r = arg;
+    weft__wait w;
+    weft__waitq q = {0};
+    /* 1: woken by the other thread. */
+    pthread_mutex_lock(&r->mu);
+    r->id = weft__wait_here();
+    r->phase = 1;
+    pthread_mutex_unlock(&r->mu);
+    r->rc[0] = weft__park(&w, &q, weft__now_ns() + 5000 * WEFT__NS_PER_MS);
+    /* 2: a wake meant for the first wait comes during a second one: it
+     * must not end it. */
+    pthread_mutex_lock(&r->mu);
+    r->phase = 2;
+    pthread_mutex_unlock(&r->mu);
+    r->rc[1] = weft__park(&w, &q, weft__now_ns() + 300 * WEFT__NS_PER_MS);
+}
+
+static void *remote_waker(void *arg)
+{
+    remote *r = arg;
+    for (int phase = 1; phase <= 2; phase++) {
+        for (;;) {
+            pthread_mutex_lock(&r->mu);
+            int p = r->phase;
+            pthread_mutex_unlock(&r->mu);
+            if (p >= phase)
+                break;
+            usleep(1000);
+        }
+        usleep(20000); /* parked by now */
+        weft__waiter_id id = r->id;
+        int rc = weft__wake_from(&id, phase == 1 ? 42 : 43);
+        if (rc < 0)
+            r->wake_rc = rc;
+    }
+    return NULL;
+}
+
+Test(loop_ext, wake_from_another_thread_reaches_that_wait_only, .timeout = 30)
+{
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, NULL), 0);
+    remote r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_gt(weft_go(remote_waiter, &r), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, remote_waker, &r), 0);
+    cr_assert_eq(weft_loop_run(l, 10000), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(r.wake_rc, 0);
+    cr_assert_eq(r.rc[0], 42, "the wait it was meant for: %d", r.rc[0]);
+    cr_assert_eq(r.rc[1], -ETIMEDOUT, "a later wait woken by a stale wake: %d", r.rc[1]);
+    weft_loop_free(l);
+}
+
+/* A wake queued for a coroutine that has finished, still queued when the
+ * loop is freed, frees what it holds (LeakSanitizer) and wakes nothing. */
+static weft__waiter_id gone_id;
+
+static void record_and_finish(void *arg)
+{
+    (void)arg;
+    gone_id = weft__wait_here();
+}
+
+static void *wake_gone(void *arg)
+{
+    return (void *)(intptr_t)weft__wake_from(arg, 7);
+}
+
+Test(loop_ext, wake_for_a_finished_coroutine_does_nothing, .timeout = 30)
+{
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, NULL), 0);
+    cr_assert_gt(weft_go(record_and_finish, NULL), 0);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    pthread_t t;
+    void *rc;
+    cr_assert_eq(pthread_create(&t, NULL, wake_gone, &gone_id), 0);
+    pthread_join(t, &rc);
+    cr_assert_eq((intptr_t)rc, 0);
+    weft_loop_free(l); /* the wake is still queued */
+}

@@ -93,6 +93,11 @@ static void tab_del(weft__cotab *t, int64_t id)
     t->len--;
 }
 
+weft__co *weft__co_find(weft_loop *l, int64_t id)
+{
+    return tab_find(&l->cos, id);
+}
+
 void weft__cotab_free(weft__cotab *t)
 {
     free(t->slot);

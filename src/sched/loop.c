@@ -50,6 +50,12 @@ static void take_posts(weft_loop *l)
     pthread_mutex_unlock(mu);
     while (p) {
         weft__post *next = p->next;
+        if (p->in_loop) {
+            p->fn(p->arg);
+            free(p);
+            p = next;
+            continue;
+        }
         int64_t id = weft_go(p->fn, p->arg);
         if (id == -ENOMEM) {
             /* Out of memory: put the rest back and try again next step. */
@@ -76,16 +82,15 @@ static void on_wake(weft__pollent *pe, int events)
     take_posts(LOOP_OF(pe, wake_pe));
 }
 
-int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
+static int post(weft_loop *l, void (*fn)(void *arg), void *arg, bool in_loop)
 {
-    if (!l || !fn)
-        return -EINVAL;
     weft__post *p = weft__sys_malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
     p->fn = fn;
     p->arg = arg;
     p->next = NULL;
+    p->in_loop = in_loop;
     pthread_mutex_lock(l->post_lock);
     if (l->post_tail)
         l->post_tail->next = p;
@@ -98,6 +103,62 @@ int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
     if (wake)
         weft_loop_wake(l);
     return 0;
+}
+
+int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
+{
+    if (!l || !fn)
+        return -EINVAL;
+    return post(l, fn, arg, false);
+}
+
+int weft__loop_call(weft_loop *l, void (*fn)(void *arg), void *arg)
+{
+    return post(l, fn, arg, true);
+}
+
+/* ---- waking a coroutine from another thread ------------------------------- */
+
+weft__waiter_id weft__wait_here(void)
+{
+    weft_loop *l = weft__tls_loop;
+    return (weft__waiter_id){l, l->current->id, l->wait_seq + 1};
+}
+
+typedef struct remote_wake {
+    int64_t co;
+    uint64_t seq;
+    int result;
+} remote_wake;
+
+static void wake_if_there(weft_loop *l, int64_t id, uint64_t seq, int result)
+{
+    weft__co *co = weft__co_find(l, id);
+    if (co && co->wait && co->wait->seq == seq && !co->wait->woken)
+        weft__wake(co->wait, result);
+}
+
+static void wake_if_still_there(void *arg)
+{
+    remote_wake *r = arg;
+    wake_if_there(weft__tls_loop, r->co, r->seq, r->result);
+    free(r);
+}
+
+int weft__wake_from(const weft__waiter_id *id, int result)
+{
+    if (id->loop == weft__tls_loop) {
+        wake_if_there(id->loop, id->co, id->seq, result); /* our own loop: at once */
+        return 0;
+    }
+    remote_wake *r = weft__sys_malloc(sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    *r = (remote_wake){id->co, id->seq, result};
+    int rc = weft__loop_call(id->loop, wake_if_still_there, r);
+    if (rc < 0)
+        free(r);
+    return rc;
 }
 
 void weft_loop_wake(weft_loop *l)
@@ -224,17 +285,29 @@ void weft_loop_free(weft_loop *l)
      * that would free what is running. */
     if (!l || l != weft__tls_loop || l->current || l->in_step)
         return;
-    /* Every blocking call now returns -ECANCELED; run until all are done. */
+    /* Every blocking call now returns -ECANCELED; run until all are done.
+     * Calls queued for the loop itself still run (they free what they
+     * hold); posts of new coroutines are dropped, as documented. */
     l->closing = true;
     weft__cotab_cancel_all(&l->cos);
-    while (l->alive > 0)
-        step(l, WEFT__NEVER);
-    free_ext(l);
-    while (l->post_head) {
+    for (bool ran = true; ran;) {
+        while (l->alive > 0)
+            step(l, WEFT__NEVER);
+        pthread_mutex_lock(l->post_lock);
         weft__post *p = l->post_head;
-        l->post_head = p->next;
-        free(p);
+        l->post_head = l->post_tail = NULL;
+        pthread_mutex_unlock(l->post_lock);
+        for (ran = false; p;) {
+            weft__post *next = p->next;
+            if (p->in_loop) {
+                p->fn(p->arg);
+                ran = true;
+            }
+            free(p);
+            p = next;
+        }
     }
+    free_ext(l);
     if (l->timer_pe.fd >= 0)
         close(l->timer_pe.fd);
     close(l->wake_pe.fd);

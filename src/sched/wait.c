@@ -98,6 +98,7 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
     if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
         return -ETIMEDOUT;
     w->co = co;
+    w->seq = ++l->wait_seq;
     w->tm.deadline = deadline;
     w->tm.heap_idx = SIZE_MAX;
     w->tm.fire = NULL;
