@@ -212,6 +212,7 @@ struct weft_loop {
     const weft__backend *be;
     void *be_data;
     weft__co *runq_head, *runq_tail;
+    weft__co *walk_next;      /* the run queue walk's next coroutine */
     weft__timers timers;
     weft__cotab cos;
     weft__fiber sched;       /* the thread's own stack, which runs the loop */

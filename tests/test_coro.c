@@ -72,6 +72,65 @@ static int pingpong_main(void *arg)
     return weft_join(a, 2000) | weft_join(b, 2000);
 }
 
+/* weft_co_opts.eager: the new coroutine runs at once, until it first
+ * blocks or yields, then the caller goes on, ahead of what was queued. */
+static char trace[32];
+static int tn;
+
+static void mark(char c)
+{
+    trace[tn++] = c;
+}
+
+static void eager_child(void *arg)
+{
+    mark(*(char *)arg);
+    weft_yield();
+    mark((char)(*(char *)arg + 1));
+}
+
+static void queued(void *arg)
+{
+    (void)arg;
+    mark('q');
+}
+
+static void eager_main_co(void *arg)
+{
+    (void)arg;
+    static char a = 'a', c = 'c';
+    weft_co_opts eager = {.eager = 1};
+    weft_go(queued, NULL); /* queued before the eager ones: runs after them */
+    mark('1');
+    int64_t id = weft_go_opts(eager_child, &a, &eager);
+    mark('2');
+    weft_go_opts(eager_child, &c, &eager);
+    mark('3');
+    weft_join(id, -1);
+    mark('4');
+}
+
+Test(coro, eager_spawn_runs_first, .timeout = 30)
+{
+    tn = 0;
+    memset(trace, 0, sizeof trace);
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, NULL), 0);
+    cr_assert_gt(weft_go(eager_main_co, NULL), 0);
+    /* Outside a coroutine eager means nothing: queued as usual. */
+    static char x = 'x';
+    weft_co_opts eager = {.eager = 1};
+    cr_assert_gt(weft_go_opts(eager_child, &x, &eager), 0);
+    cr_assert_eq(tn, 0, "ran outside a step");
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    weft_loop_free(l);
+    /* main: 1, a runs (a) and yields, main goes on (2), c runs (c) and
+     * yields, main (3) joins; x (queued after main) runs in the same step
+     * and yields; the next step runs q, then the yielders' second halves
+     * (b, d, y); a's end wakes main (4). */
+    cr_assert_str_eq(trace, "1a2c3xqbdy4", "order: %s", trace);
+}
+
 Test(coro, yield_interleaves, .timeout = 30)
 {
     order_len = 0;

@@ -76,6 +76,9 @@ WEFT_EXTERN int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cf
 typedef struct weft_co_opts {
     size_t stack_size; /* bytes, rounded up to pages, at most 1 GiB; 0 = the loop's default */
     const char *name;  /* copied (first 31 bytes); NULL = no name */
+    int eager;         /* run it at once, until it first blocks or yields, then go on with
+                        * the caller (socket2's newthread); outside a coroutine it is
+                        * queued as usual.  0: queued (cheaper for a mass spawn) */
 } weft_co_opts;
 
 /* Queues a new coroutine running fn(arg) on this thread's loop and returns
@@ -86,7 +89,8 @@ typedef struct weft_co_opts {
  * coroutine returns -ENOMEM (a later join sees it finished and returns 0).
  * Errors: -EPERM (no loop on this thread), -EINVAL (fn NULL, or a stack
  * size over 1 GiB), -ENOMEM, -EAGAIN (the loop has given out all of its
- * 2^40 - 1 ids).  Never blocks. */
+ * 2^40 - 1 ids).  Never blocks, except that with weft_co_opts.eager the
+ * caller waits, ready to run, while the new coroutine runs first. */
 WEFT_EXTERN int64_t weft_go(void (*fn)(void *arg), void *arg);
 WEFT_EXTERN int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o);
 

@@ -205,8 +205,9 @@ void weft__co_run_ready(weft_loop *l)
                 __builtin_prefetch(next->fiber.ctx.sp);
 #endif
         }
+        l->walk_next = next;
         co_run(l, co);
-        co = next;
+        co = l->walk_next; /* an eager spawn may have put two in front */
     }
 }
 
@@ -248,8 +249,20 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
     }
     l->seq++;
     l->alive++;
+    int64_t id = co->id;
+    weft__co *self = l->current;
+    if (o && o->eager && self) {
+        /* Next in this very run, then the caller: as a yield that puts the
+         * new coroutine first. */
+        co->state = self->state = WEFT__CO_READY;
+        co->run_next = self;
+        self->run_next = l->walk_next;
+        l->walk_next = co;
+        weft__fiber_suspend(&self->fiber, &l->sched);
+        return id; /* it may have finished meanwhile: co is not ours now */
+    }
     weft__ready(l, co);
-    return co->id;
+    return id;
 }
 
 int64_t weft_go(void (*fn)(void *arg), void *arg)
