@@ -64,6 +64,7 @@ typedef struct sendto_op {
     const void *buf;
     size_t n;
     const weft_addr *to;
+    size_t sent; /* n once it is out */
 } sendto_op;
 
 static ssize_t do_sendto(weft__sock *s, void *ctx)
@@ -71,7 +72,7 @@ static ssize_t do_sendto(weft__sock *s, void *ctx)
     sendto_op *o = ctx;
     const struct sockaddr *sa = o->to ? &o->to->u.sa : NULL;
     ssize_t r = weft__sys_sendto(s->pe.fd, o->buf, o->n, SEND_FLAGS, sa, o->to ? o->to->len : 0);
-    s->sent = r >= 0 ? (size_t)r : 0;
+    s->sent = o->sent = r >= 0 ? (size_t)r : 0;
     return r >= 0 ? r : sys_err();
 }
 
@@ -83,10 +84,8 @@ ssize_t weft_sendto(weft_sock *h, const void *buf, size_t n, const weft_addr *to
         return -EINVAL;
     if (n > SSIZE_MAX)
         return -EMSGSIZE; /* no datagram is that big */
-    sendto_op o = {buf, n, to && to->len ? to : NULL};
-    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendto, &o);
-    s->sent = r >= 0 ? n : 0; /* this call's, also when it never got its turn */
-    return r;
+    sendto_op o = {buf, n, to && to->len ? to : NULL, 0};
+    return weft__sock_send_io(s, timeout_ms, do_sendto, &o, &o.sent);
 }
 
 typedef struct recvfrom_op {
@@ -211,7 +210,8 @@ enum { GSO_UNKNOWN, GSO_YES, GSO_NO };
 typedef struct sendmmsg_op {
     weft_dgram *v;
     int n, done;
-    int gso; /* GSO_*: asked at most once per call */
+    int gso;     /* GSO_*: asked at most once per call */
+    size_t sent; /* done, for weft_sock_sent */
 } sendmmsg_op;
 
 static ssize_t do_sendmmsg(weft__sock *s, void *ctx)
@@ -263,12 +263,12 @@ static ssize_t do_sendmmsg(weft__sock *s, void *ctx)
             o->gso = GSO_NO;
             return -EINTR;
         }
-        s->sent = (size_t)o->done;
+        s->sent = o->sent = (size_t)o->done;
         return err == EWOULDBLOCK ? -EAGAIN : -err;
     }
     for (int j = 0; j < r; j++)
         o->done += segs[j];
-    s->sent = (size_t)o->done;
+    s->sent = o->sent = (size_t)o->done;
     /* Short (a full buffer, or an error the next call will report): go on
      * at once and let that call's EAGAIN decide whether to wait. */
     return o->done == o->n ? o->n : -EINTR;
@@ -286,10 +286,8 @@ int weft_sendmmsg(weft_sock *h, weft_dgram *v, int n, int64_t timeout_ms)
         s->sent = 0;
         return 0;
     }
-    sendmmsg_op o = {v, n, 0, GSO_UNKNOWN};
-    int r = (int)weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendmmsg, &o);
-    s->sent = (size_t)o.done; /* this call's, also when it never got its turn */
-    return r;
+    sendmmsg_op o = {v, n, 0, GSO_UNKNOWN, 0};
+    return (int)weft__sock_send_io(s, timeout_ms, do_sendmmsg, &o, &o.sent);
 }
 
 typedef struct recvmmsg_op {

@@ -216,6 +216,17 @@ void weft__sock_unref(weft__sock *s)
         free(s);
 }
 
+ssize_t weft__sock_send_io(weft__sock *s, int64_t timeout_ms, weft__sock_op op, void *ctx,
+                           const size_t *done)
+{
+    s->refs++; /* s stays readable while a close is under way */
+    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, op, ctx);
+    if (!s->closing)
+        s->sent = *done;
+    weft__sock_unref(s);
+    return r;
+}
+
 ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
 {
     bool *ready = dir == WEFT__EV_IN ? &s->rready : &s->wready;
@@ -479,9 +490,7 @@ ssize_t weft_send(weft_sock *h, const void *buf, size_t n, int64_t timeout_ms)
         return 0;
     }
     send_op o = { buf, n, 0 };
-    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_send, &o);
-    s->sent = o.done; /* this call's, also when it never got its turn */
-    return r;
+    return weft__sock_send_io(s, timeout_ms, do_send, &o, &o.done);
 }
 
 #define IOV_WINDOW 64
@@ -542,9 +551,7 @@ ssize_t weft_sendv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t ti
         return 0;
     }
     sendv_op o = { iov, iovcnt, (size_t)total, 0 };
-    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_sendv, &o);
-    s->sent = o.done; /* this call's, also when it never got its turn */
-    return r;
+    return weft__sock_send_io(s, timeout_ms, do_sendv, &o, &o.done);
 }
 
 size_t weft_sock_sent(const weft_sock *h)

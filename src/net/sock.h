@@ -181,6 +181,11 @@ int weft__sock_close_claimed(weft__sock *s, bool reset);
 /* Drops a reference a waiting call took (s->refs++); frees a socket that
  * was closed meanwhile once the last one is gone. */
 void weft__sock_unref(weft__sock *s);
+/* Runs a send through weft__sock_io and leaves its own count in s->sent
+ * (weft_sock_sent), also when it never got its turn; *done is the op's
+ * progress.  s may be closed meanwhile: the count is then not kept. */
+ssize_t weft__sock_send_io(weft__sock *s, int64_t timeout_ms, weft__sock_op op, void *ctx,
+                           const size_t *done);
 /* Makes a socket for fd (already non-blocking), with a handle, owned by
  * the running loop if there is one.  Returns 0 or -ENOMEM (fd is then the
  * caller's still). */

@@ -323,9 +323,7 @@ static ssize_t tls_sendv(weft__sock *s, const struct iovec *iov, int iovcnt, int
     }
     int64_t deadline = weft__deadline(timeout_ms);
     wr_op o = {t, iov, iovcnt, (size_t)total, 0, deadline};
-    ssize_t r = weft__sock_io(s, WEFT__EV_OUT, weft__ms_left(deadline), do_write, &o);
-    s->sent = o.done; /* this call's, also when it never got its turn */
-    return r;
+    return weft__sock_send_io(s, weft__ms_left(deadline), do_write, &o, &o.done);
 }
 
 /* ---- poll, shutdown, close ------------------------------------------------------------ */
