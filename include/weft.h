@@ -4,7 +4,8 @@
  * Each connection is a coroutine that calls recv and send as if they blocked;
  * one loop per OS thread runs thousands of them over epoll.  This header,
  * with the one per layer it includes (weft/runtime.h, weft/net.h,
- * weft/tls.h), is the whole public API: include this one.
+ * weft/tls.h, weft/sync.h, weft/srv.h, weft/pool.h), is the whole public
+ * API: include this one.
  *
  * Conventions, true of every function below unless its comment says otherwise:
  *   - A function returns >= 0 on success and a negative errno on failure
@@ -62,5 +63,8 @@
 #include "weft/runtime.h"
 #include "weft/net.h"
 #include "weft/tls.h"
+#include "weft/sync.h"
+#include "weft/srv.h"
+#include "weft/pool.h"
 
 #endif /* WEFT_H */
