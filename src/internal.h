@@ -359,6 +359,40 @@ typedef struct weft__module {
 } weft__module;
 extern const weft__module *const weft__modules[]; /* NULL-terminated */
 
+/* ---- the worker pool (src/sched/blocking.c) ----------------------------- */
+
+/* Work for the process's worker threads: weft_blocking's calls and the
+ * system resolver's lookups.  The submitter fills run (and release), the
+ * rest is the pool's, read and written under its lock. */
+typedef struct weft__job weft__job;
+struct weft__job {
+    void (*run)(weft__job *j); /* on a worker thread, without the pool's lock */
+    /* NULL: a submitter that gives up still waits for a started job to
+     * end, so j may live on its stack (weft_blocking).  Otherwise it may
+     * leave a started job behind, and release(j) frees j once nobody else
+     * uses it: at once if j never started, else when run returns. */
+    void (*release)(weft__job *j);
+    weft__job *next, *prev;  /* the queue */
+    weft__waiter_id waiter;  /* who to wake when done; loop NULL: a thread */
+    int state;               /* queued, running, done */
+    bool abandoned;          /* its submitter left: release it when done */
+};
+
+/* Runs j on the pool and waits for it: in a coroutine it parks, elsewhere
+ * the thread waits.  Returns 0 once run(j) has returned (j is the
+ * caller's again).  Otherwise: -ETIMEDOUT (deadline, ns), -ECANCELED
+ * (weft_cancel, or the loop is being freed), -ENOMEM (the timer heap),
+ * -EAGAIN (no worker thread could be started and none runs).  Without a
+ * release these only come for a job that never started, and j is the
+ * caller's; with one, j is the pool's after any error, started or not.
+ * A deadline already passed: a job without a release is queued only if a
+ * worker is free for it at once (else -ETIMEDOUT) and then waited for; one
+ * with a release is not queued at all. */
+int weft__pool_run(weft__job *j, int64_t deadline);
+
+/* The pool's part in making a loop: weft_config.workers (src/modules.c). */
+extern const weft__module weft__pool_module;
+
 /* ---- the poller interface (src/sched/poll_*.c) -------------------------- */
 
 /* Events the backend reports for one registered descriptor. */

@@ -60,6 +60,10 @@ typedef struct weft_config {
                               * -EINVAL (the "system" resolver ignores it) */
     int dns_timeout_ms;      /* c-ares: first try's timeout per server; 0 = resolv.conf's */
     int dns_tries;           /* c-ares: tries per server; 0 = resolv.conf's */
+    int workers;             /* the most threads the process's worker pool may run, 1 to
+                              * 1024 (weft_blocking and the "system" resolver share it);
+                              * 0 = $WEFT_WORKERS, else 64.  The pool is the process's:
+                              * its cap is the largest any loop has asked for */
 } weft_config;               /* NULL config = all defaults; zeroed fields = defaults */
 
 /* Creates a loop on this thread, runs fn(arg) as its first coroutine,
@@ -67,7 +71,8 @@ typedef struct weft_config {
  * frees the loop (as weft_loop_free).  Returns fn's result, or before
  * anything ran: -EINVAL (fn NULL, an unknown backend or resolver, a
  * stack_size over 1 GiB, a negative dns_timeout_ms or dns_tries, a
- * dns_servers c-ares refuses), -EBUSY (this thread already has a loop),
+ * dns_servers c-ares refuses, workers or $WEFT_WORKERS out of 1..1024),
+ * -EBUSY (this thread already has a loop),
  * -ENOMEM (also when fn's stack could not be mapped: fn never ran),
  * -EMFILE/-ENFILE (the poller's descriptors), -ENOSPC (the poller's watch
  * limit).  Blocks the thread. */
@@ -141,6 +146,65 @@ WEFT_EXTERN void weft_deadline_set(int64_t at_ms);
 WEFT_EXTERN void weft_deadline_clear(void);
 
 /* ------------------------------------------------------------------------ */
+/* Waiting on any descriptor, and blocking work                              */
+
+/* Waits until fd, any pollable descriptor weft does not own (a pipe, a tty,
+ * an eventfd, timerfd, signalfd or inotify descriptor, another library's
+ * socket: libpq's, hiredis's, libcurl's), is ready for events
+ * (WEFT_POLL_IN | WEFT_POLL_OUT, from weft/net.h; other bits are ignored).
+ * Returns the ready subset (> 0).  An error or hang-up on fd counts as
+ * ready for both, and so does urgent data (POLLPRI: a socket's out-of-band
+ * byte, a sysfs attribute's change) for WEFT_POLL_IN; a regular file or a
+ * directory is always ready, as poll() has it.  Errors: -ETIMEDOUT,
+ * -ECANCELED, -EBADF (fd negative or not open), -EINVAL (neither bit set,
+ * or fd is the loop's own poller), -EEXIST (fd is already on this loop's
+ * poller: a weft socket's descriptor that has waited on this loop; wait on
+ * it with weft_sock_poll instead), -ENOMEM, -ENOSPC (the poller's watch
+ * limit, fs.epoll.max_user_watches), -ELOOP (fd is a poller watching this
+ * one).  Blocks.
+ *
+ * In a coroutine fd is on the loop's poller only while the call waits:
+ * however the call ends (readiness, timeout, cancel, the loop being freed)
+ * it has taken fd off before it returns, so the caller may close fd at once.
+ * Coroutines may wait on the same fd at the same time, for the same or
+ * different events; each gets its own answer.  Closing fd while a call
+ * waits on it is the caller's mistake, which weft cannot see: the kernel
+ * drops the watch without an event, so the call ends at its timeout or
+ * cancel (or with -EBADF if another wait on that number notices first);
+ * cancel it (weft_cancel) before closing.  Waiting with this on a weft
+ * socket's descriptor is the caller's business too: -EEXIST as above, and
+ * while this call waits, that socket's own first wait on this loop fails
+ * with -EEXIST.  Outside a coroutine the thread waits in poll(). */
+WEFT_EXTERN int weft_fd_wait(int fd, int events, int64_t timeout_ms);
+
+/* Runs fn(arg) on a worker thread while the calling coroutine parks, for
+ * work that would block the loop (a synchronous client library, a slow
+ * file system, CPU-heavy work).  Returns 0 once fn has returned.
+ *
+ * timeout_ms, the coroutine's deadline and weft_cancel bound only the wait
+ * for a worker: a job that has not started yet is withdrawn, fn never runs,
+ * and the call returns -ETIMEDOUT or -ECANCELED (also when the loop is
+ * being freed).  A job that has started is always waited for, so arg may
+ * live on the caller's stack: a cancel that comes meanwhile is kept for the
+ * coroutine's next blocking call, and weft_loop_free runs the loop until fn
+ * has returned.  timeout_ms 0 (or a deadline already passed) runs fn only
+ * if a worker is free for it at once (an idle one, or a new one within the
+ * cap), else -ETIMEDOUT.  Other errors: -EINVAL (fn NULL), -EAGAIN (no
+ * worker thread could be started and none is running), -ENOMEM (no room in
+ * the loop's timer heap while the job was still queued).
+ *
+ * The workers are one pool per process, shared by every loop and by the
+ * "system" resolver: a thread is started when a job finds no worker free,
+ * up to weft_config.workers (default 64), and exits after 10 s idle; jobs
+ * beyond that wait their turn, first come first served.  At the process's
+ * exit idle workers are stopped and joined; a busy one is left running (fn
+ * may be inside a call that never returns).  fn runs on a plain thread, with the signals a process is sent blocked:
+ * weft's blocking calls in it wait on that thread.  It must not wait for
+ * the loop that called it, nor for jobs queued behind it.  Outside a
+ * coroutine, weft_blocking calls fn(arg) directly and returns 0. */
+WEFT_EXTERN int weft_blocking(void (*fn)(void *arg), void *arg, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------ */
 /* Embedding: drive a loop from another event loop or by hand                */
 
 typedef struct weft_loop weft_loop;
@@ -148,7 +212,8 @@ typedef struct weft_loop weft_loop;
 /* Creates a loop owned by this thread; weft_go then spawns onto it.
  * Errors: -EBUSY (this thread has a loop), -EINVAL (out NULL, an unknown
  * backend or resolver, a stack_size over 1 GiB, a negative dns_timeout_ms
- * or dns_tries, a dns_servers c-ares refuses), -ENOMEM, -EMFILE, -ENFILE, -ENOSPC (the poller's watch
+ * or dns_tries, a dns_servers c-ares refuses, workers or $WEFT_WORKERS out
+ * of 1..1024), -ENOMEM, -EMFILE, -ENFILE, -ENOSPC (the poller's watch
  * limit).  Never blocks.  The caller frees it with weft_loop_free. */
 WEFT_EXTERN int weft_loop_new(weft_loop **out, const weft_config *cfg);
 

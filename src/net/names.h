@@ -1,7 +1,7 @@
 /*
  * names.h - what weft_resolve (resolve.c) asks of a name lookup, and the
  * two that answer: c-ares on the loop (resolve_ares.c) and getaddrinfo on
- * worker threads (resolve_system.c).
+ * the process's worker pool (resolve_system.c).
  */
 #ifndef WEFT_NAMES_H
 #define WEFT_NAMES_H
@@ -20,9 +20,10 @@ int weft__names_result_add(weft__names_result *r, const struct sockaddr *sa, soc
 void weft__names_result_free(weft__names_result *r);
 
 /* Looks name up (family AF_INET, AF_INET6 or 0 for both) before deadline.
- * Blocks (parks in a coroutine, polls the thread outside one).  Returns 0
- * with at least one address in r, a WEFT_EAI_* code, -ETIMEDOUT,
- * -ECANCELED or -ENOMEM; r is empty on failure. */
+ * Blocks (parks in a coroutine, waits on the thread outside one).  Returns
+ * 0 with at least one address in r, a WEFT_EAI_* code, -ETIMEDOUT,
+ * -ECANCELED or -ENOMEM; the system lookup also -EAGAIN (no worker thread
+ * could be started); r is empty on failure. */
 int weft__ares_lookup(weft__names_result *r, const char *name, int family, bool canon,
                       int64_t deadline);
 int weft__system_lookup(weft__names_result *r, const char *name, int family, bool canon,
@@ -35,7 +36,6 @@ typedef struct weft__names_loop {
     char *dns_servers; /* copied from the config; NULL = resolv.conf's */
     int dns_timeout_ms, dns_tries;
     void *ares;        /* resolve_ares.c's channel */
-    void *sys;         /* resolve_system.c's owner */
 } weft__names_loop;
 
 /* l's names state; NULL when l is NULL. */
@@ -45,7 +45,8 @@ weft__names_loop *weft__names_loop_of(weft_loop *l);
  * Returns 0, -EINVAL, -ENOMEM. */
 int weft__ares_check_servers(const char *csv);
 
-/* Free each resolver's state in n, once no coroutine is left on l. */
+/* Free each resolver's state in n, once no coroutine is left on l (the
+ * system resolver keeps none: its lookups are the worker pool's). */
 void weft__ares_loop_free(weft_loop *l, weft__names_loop *n);
 void weft__system_loop_free(weft_loop *l, weft__names_loop *n);
 
