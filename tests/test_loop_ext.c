@@ -321,3 +321,54 @@ Test(loop_ext, wake_for_a_finished_coroutine_does_nothing, .timeout = 30)
     cr_assert_eq((intptr_t)rc, 0);
     weft_loop_free(l); /* the wake is still queued */
 }
+
+/* A wait that ends at once (a cancel already pending) still uses up the
+ * number weft__wait_here gave out: a wake queued for it must not end the
+ * coroutine's next wait. */
+static void early_then_wait(void *arg)
+{
+    remote *r = arg;
+    weft__wait w;
+    weft__waitq q = {0};
+    pthread_mutex_lock(&r->mu);
+    r->id = weft__wait_here();
+    pthread_mutex_unlock(&r->mu);
+    weft_cancel(weft_self());
+    r->rc[0] = weft__park(&w, &q, weft__now_ns() + 5000 * WEFT__NS_PER_MS); /* at once */
+    pthread_mutex_lock(&r->mu);
+    r->phase = 2;
+    pthread_mutex_unlock(&r->mu);
+    r->rc[1] = weft__park(&w, &q, weft__now_ns() + 300 * WEFT__NS_PER_MS);
+}
+
+static void *stale_waker(void *arg)
+{
+    remote *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        int p = r->phase;
+        pthread_mutex_unlock(&r->mu);
+        if (p == 2)
+            break;
+        usleep(1000);
+    }
+    usleep(20000); /* the second wait is parked by now */
+    weft__waiter_id id = r->id;
+    r->wake_rc = weft__wake_from(&id, 99);
+    return NULL;
+}
+
+Test(loop_ext, wait_ended_at_once_uses_up_its_number, .timeout = 30)
+{
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, NULL), 0);
+    remote r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    cr_assert_gt(weft_go(early_then_wait, &r), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, stale_waker, &r), 0);
+    cr_assert_eq(weft_loop_run(l, 10000), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(r.rc[0], -ECANCELED);
+    cr_assert_eq(r.rc[1], -ETIMEDOUT, "the next wait was ended by a stale wake: %d", r.rc[1]);
+    weft_loop_free(l);
+}

@@ -90,6 +90,9 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
 {
     weft_loop *l = weft__tls_loop;
     weft__co *co = l->current;
+    /* The number weft__wait_here gave out is this wait's even when it ends
+     * at once: a wake queued for it must not reach the next wait. */
+    uint64_t seq = ++l->wait_seq;
 
     if (WEFT__UNLIKELY(co->cancel_pending || l->closing)) {
         co->cancel_pending = false;
@@ -98,7 +101,7 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
     if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
         return -ETIMEDOUT;
     w->co = co;
-    w->seq = ++l->wait_seq;
+    w->seq = seq;
     w->tm.deadline = deadline;
     w->tm.heap_idx = SIZE_MAX;
     w->tm.fire = NULL;
