@@ -194,9 +194,12 @@ static weft__sock *claim_handle(weft_sock *h)
 
 /* The owner check failed: no loop owns the socket yet (it becomes the
  * calling loop's), or another does. */
-int weft__sock_enter_slow(weft__sock_slot *e, weft__sock **out)
+int weft__sock_enter_slow(const weft_sock *h, weft__sock **out)
 {
     weft_loop *l = weft__tls_loop;
+    weft__sock_slot *e = weft__sock_slot_of(h);
+    if (!e)
+        return -EBADF;
     /* Another loop's: say so without making anything. */
     weft_loop *seen = __atomic_load_n(&e->owner, __ATOMIC_RELAXED);
     if (seen && seen != l)
@@ -206,10 +209,13 @@ int weft__sock_enter_slow(weft__sock_slot *e, weft__sock **out)
         return -ENOMEM;
     int rc = 0;
     pthread_mutex_lock(&table_lock);
-    weft__sock *s = e->s;
-    weft_loop *owner = e->owner;
+    /* Again under the lock: closed, or closed and its slot reused, since
+     * the look-up. */
+    e = weft__sock_slot_of(h);
+    weft__sock *s = e ? e->s : NULL;
+    weft_loop *owner = e ? e->owner : NULL;
     if (!s)
-        rc = -EBADF; /* closed since the look-up */
+        rc = -EBADF;
     else if (owner && owner != l)
         rc = -EXDEV;
     else if (!owner && l)

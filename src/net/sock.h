@@ -110,18 +110,22 @@ static inline weft__sock_slot *weft__sock_slot_of(const weft_sock *h)
     return e;
 }
 
-int weft__sock_enter_slow(weft__sock_slot *e, weft__sock **out);
+int weft__sock_enter_slow(const weft_sock *h, weft__sock **out);
 
 /* The socket h names, for a call from this thread.  Returns 0, -EBADF (not
  * a socket, or closed), -EXDEV (another loop owns it).  A socket no loop
- * owns yet becomes the calling loop's here. */
+ * owns yet becomes the calling loop's here.  Without a lock only for the
+ * owning loop's thread, the one thread that closes or reuses its slot; a
+ * socket no loop owns may be closed by any thread, so its look-up takes
+ * the table's lock. */
 static inline int weft__sock_enter(const weft_sock *h, weft__sock **out)
 {
     weft__sock_slot *e = weft__sock_slot_of(h);
     if (WEFT__UNLIKELY(!e))
         return -EBADF;
-    if (WEFT__UNLIKELY(__atomic_load_n(&e->owner, __ATOMIC_RELAXED) != weft__tls_loop))
-        return weft__sock_enter_slow(e, out);
+    weft_loop *owner = __atomic_load_n(&e->owner, __ATOMIC_RELAXED);
+    if (WEFT__UNLIKELY(!owner || owner != weft__tls_loop))
+        return weft__sock_enter_slow(h, out);
     *out = e->s;
     return 0;
 }
