@@ -1,7 +1,8 @@
 /*
- * pingpong.c - a server answers "pong" to every "ping"; a pool of client
- * coroutines, each on its own connection, sends "ping" and waits for
- * "pong", ROUNDS times.  Server and clients share one loop on one thread.
+ * pingpong.c - co's ping-pong example on weft_server: the server answers
+ * "pong" to every "ping"; a pool of client coroutines, each on its own
+ * connection, sends "ping" and waits for "pong", ROUNDS times.  Server and
+ * clients share one loop on one thread.
  *
  * usage: pingpong [CLIENTS] [ROUNDS]      (defaults: 100 clients, 1000 rounds)
  * Prints the round trips completed, the errors and the rate; exits 0 only
@@ -27,12 +28,14 @@ static void report(const char *what, ssize_t rc)
         fprintf(stderr, "pingpong: %s: %s\n", what, rc ? weft_strerror((int)rc) : "closed");
 }
 
-/* Server side of one connection. */
-static void answer(void *arg)
+/* on_conn: one connection, in a coroutine of its own (co's on_connection).
+ * Where co calls conn.strerror(), the code itself says what went wrong:
+ * weft_strerror(n).  The server closes the connection when this returns. */
+static void answer(weft_sock *c, void *arg)
 {
-    weft_sock *c = arg;
     char msg[4];
     ssize_t n;
+    (void)arg;
     while ((n = weft_recvn(c, msg, 4, TIMEOUT_MS)) == 4) {
         if (memcmp(msg, "ping", 4) != 0) {
             report("server got something other than ping", -EPROTO);
@@ -43,18 +46,12 @@ static void answer(void *arg)
             break;
         }
     }
-    if (n < 0)
+    if (n < 0) {
         report("server recv", n);
-    weft_close(c);
-}
-
-static void server(void *arg)
-{
-    weft_sock *l = arg, *c;
-    /* Ends when main closes the listener (-EBADF). */
-    while (weft_tcp_accept(l, &c, -1) >= 0)
-        if (weft_go(answer, c) < 0)
-            weft_close(c);
+        /* co's conn.reset(3000): an RST three seconds from now, no TIME_WAIT;
+         * this returns at once, and the server leaves the socket to it. */
+        weft_reset_after(c, 3000);
+    }
 }
 
 static void client(void *arg)
@@ -87,20 +84,19 @@ static void client(void *arg)
 static int run(void *arg)
 {
     int clients = *(int *)arg;
-    weft_sock *l;
-    weft_addr a;
-    int rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0, 0);
-    if (rc < 0 || (rc = weft_sock_local(l, &a)) < 0) {
-        report("listen", rc);
+    weft_server *srv;
+    weft_server_opts o = {.host = "127.0.0.1", .port = 0, .on_conn = answer};
+    int rc = weft_server_start(&srv, &o); /* co: tcp::Server().on_connection(f).start(ip, port) */
+    if (rc < 0) {
+        report("server", rc);
         return 1;
     }
-    port = weft_addr_port(&a);
-    weft_go(server, l);
+    port = weft_server_port(srv);
 
     int64_t *ids = calloc((size_t)clients, sizeof *ids);
     if (!ids) {
         report("calloc", -ENOMEM);
-        weft_close(l);
+        weft_server_free(srv);
         return 1;
     }
     for (int i = 0; i < clients; i++)
@@ -110,7 +106,11 @@ static int run(void *arg)
         if (ids[i] > 0)
             weft_join(ids[i], -1);
     free(ids);
-    weft_close(l); /* wakes the server's accept */
+    /* co's exit() stops accepting and leaves connections be; drain also
+     * waits for them (a second at most), then cancels what is left. */
+    if ((rc = weft_server_drain(srv, 1000)) > 0)
+        report("connections still open at the end", -ETIMEDOUT);
+    weft_server_free(srv);
     return 0;
 }
 

@@ -7,10 +7,149 @@
 #define WEFT_H_SRV
 
 #include "net.h"
+#include "tls.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ------------------------------------------------------------------------ */
+/* Servers (co's tcp::Server)                                                */
+
+typedef struct weft_server weft_server;
+
+typedef struct weft_server_opts {
+    /* A numeric address or a name, as weft_tcp_listen takes it; NULL or "*"
+     * = every interface (IPv6 dual stack); "unix:/path" or "unix:@name"
+     * listens on a unix stream socket instead. */
+    const char *host;
+    /* 0 = any free port (weft_server_port tells which); ignored for unix. */
+    int port;
+    /* Required.  Runs in a coroutine of its own per connection; when it
+     * returns the server closes conn, unless on_conn closed it (weft_close,
+     * weft_reset, or their _after forms): conn must not be used after
+     * on_conn returns. */
+    void (*on_conn)(weft_sock *conn, void *arg);
+    /* Given to on_conn and on_exit. */
+    void *arg;
+    /* May be NULL.  Runs once, on the server's loop, after the server was
+     * stopped (weft_server_stop, _drain, _free, or its loop being freed) and
+     * every connection has ended: in the coroutine that ended last (the last
+     * connection's, or the acceptor's at the loop's next step after the
+     * stop; if the acceptor never got a stack, in the call that found it
+     * gone). */
+    void (*on_exit)(void *arg);
+    /* co's start(ip, port, key, ca): TLS with this PEM chain and key
+     * (key_file NULL: in cert_file), in a context the server makes and
+     * frees. */
+    const char *cert_file, *key_file;
+    /* Or TLS with a server context of your own, which must outlive the
+     * server (until on_exit has run, or weft_server_free after it). */
+    weft_tls_ctx *tls;
+    /* The TLS handshake, in the connection's coroutine before on_conn runs:
+     * a client that has not finished it by then is closed.  0 = 10 s, -1 =
+     * no limit. */
+    int64_t handshake_timeout_ms;
+    /* 0 = no limit.  At the limit the server stops accepting (new
+     * connections wait in the listen backlog) until one ends. */
+    int max_conns;
+    /* <= 0 = SOMAXCONN. */
+    int backlog;
+    /* WEFT_REUSEPORT, WEFT_V6ONLY (TCP only). */
+    int flags;
+    /* Of each connection's coroutine, at most 1 GiB; 0 = the loop's default. */
+    size_t stack_size;
+} weft_server_opts;
+
+/* Listens as o says and starts accepting on this thread's loop: each
+ * connection gets a coroutine of its own (of o->stack_size) that runs the
+ * TLS handshake if TLS is on (within handshake_timeout_ms; a client that
+ * fails it is closed and on_conn never sees it), then on_conn(conn, arg).
+ * The server is listening when the call returns (called from a coroutine,
+ * the acceptor has already run until it waits, so a client that connected
+ * at once may even have reached on_conn).  o need not outlive the call.
+ * Accepting never stops on a transient error: with no descriptors or
+ * memory left it backs off (5 ms doubling to 500 ms) and tries again, and
+ * a connection whose coroutine cannot be made waits for memory the same
+ * way.  Errors: -EINVAL (out, o or on_conn NULL, max_conns < 0, stack_size
+ * over 1 GiB, handshake_timeout_ms < -1, both tls and cert_file, key_file
+ * without cert_file, tls not a server context, flags with a unix host, and
+ * weft_tcp_listen's own: a host "", a port outside 0..65535, unknown
+ * flags), -EPERM (no loop on this thread), -ENOTSUP (TLS asked of a build
+ * without it), the errors of weft_tcp_listen or weft_unix_listen
+ * (-EADDRINUSE, a name's WEFT_EAI_* codes, ...), of weft_tls_ctx_new
+ * (WEFT_ETLS_CERT), -ENOMEM.  On failure nothing is left listening.
+ * Blocks only to look a name up.  The caller owns *out and frees it with
+ * weft_server_free. */
+WEFT_EXTERN int weft_server_start(weft_server **out, const weft_server_opts *o);
+
+/* The port the server listens on (the one the system chose for port 0),
+ * also once it has stopped; 0 for a unix socket; -EINVAL for s NULL. */
+WEFT_EXTERN int weft_server_port(const weft_server *s);
+
+/* co's conn_num(): connections whose coroutine is running (from accept
+ * until on_conn has returned and conn is closed, a TLS handshake
+ * included).  0 for s NULL.  Never blocks; may be read from any thread (a
+ * snapshot). */
+WEFT_EXTERN size_t weft_server_conn_count(const weft_server *s);
+
+/* co's exit(): stops accepting at once (the listener is closed, so new
+ * connects are refused, and a unix socket's file is removed if it is still
+ * the one the server made); connections already accepted go on until
+ * their on_conn returns.  on_exit runs once they have all ended (at the
+ * loop's next step if there are none).  A second call, or one after the
+ * server's loop was freed, does nothing; so does s NULL or a call from
+ * another thread than the server's loop's (post it there with
+ * weft_loop_post).  Never blocks. */
+WEFT_EXTERN void weft_server_stop(weft_server *s);
+
+/* Stops accepting at once (as weft_server_stop), waits until every
+ * connection has ended (on_exit has then run) or timeout_ms has passed,
+ * then cancels the connections left (weft_cancel on each one's coroutine:
+ * its current or next blocking call returns -ECANCELED), lets them run
+ * once, and returns how many it cancelled (0 if all ended in time).
+ * Handlers that return on the error have then ended (and on_exit has run
+ * if they were the last); one that goes on ends at its own pace
+ * (weft_server_conn_count and on_exit tell when).  timeout_ms 0 cancels at
+ * once, -1 never does; the calling coroutine's deadline ends the wait as
+ * the timeout does.  Called from inside one of the server's own handlers,
+ * it neither waits for nor cancels the calling connection.  A connection
+ * an earlier drain cancelled is not cancelled or counted again.  Outside a
+ * coroutine (on the loop's thread, between steps) it runs the loop's steps
+ * itself while it waits.  Errors: -EINVAL (s NULL), -EXDEV (another
+ * thread's server), -ECANCELED (the caller was cancelled: nothing was
+ * cancelled, the server stays stopped), -ENOMEM (the wait's timer), -EBUSY
+ * (outside a coroutine during one of the loop's steps).  After the loop
+ * was freed it returns 0.  Blocks. */
+WEFT_EXTERN int weft_server_drain(weft_server *s, int64_t timeout_ms);
+
+/* Stops the server (as weft_server_stop) if it still runs, and gives it
+ * up: s must not be used again.  Connections still alive go on; the
+ * server's memory (and the TLS context it made) goes when the last of
+ * them has ended, after on_exit, which still runs once.  May be called
+ * from on_exit and from a handler.  s NULL is a no-op, and so is a call
+ * from another thread than the server's loop's, or a second call while
+ * connections are alive (once they have ended, s is gone).  Never blocks. */
+WEFT_EXTERN void weft_server_free(weft_server *s);
+
+/* ------------------------------------------------------------------------ */
+/* Closing later (co's Connection::close(ms) and reset(ms))                  */
+
+/* Closes s ms milliseconds from now, without waiting: the handle dies at
+ * once (every call with it returns -EBADF from now on, a second close or
+ * close_after included, and coroutines blocked on s wake with -EBADF), the
+ * descriptor stays open, so what was sent still goes out and the peer sees
+ * nothing more, until the loop closes it at the time (FIN; a TLS socket
+ * sends close_notify first, as weft_close does).  If the loop is freed
+ * before then, s is closed as it is freed.  ms <= 0 closes at once and
+ * returns what weft_close returns.  Returns 0, -EBADF (s not an open
+ * socket), -EXDEV (another thread's socket), -EPERM (no loop on this
+ * thread), -ENOMEM (s is left open and usable).  Never blocks. */
+WEFT_EXTERN int weft_close_after(weft_sock *s, int64_t ms);
+
+/* The same with weft_reset at the time: the peer gets an RST, no
+ * TIME_WAIT here, unsent data is dropped (a TLS socket sends nothing). */
+WEFT_EXTERN int weft_reset_after(weft_sock *s, int64_t ms);
 
 #ifdef __cplusplus
 }
