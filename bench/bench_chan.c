@@ -77,9 +77,13 @@ static void drain(void *arg)
         r->failed = 1;
 }
 
+/* The objects are made on the loop, so that they are its own (no lock):
+ * made outside any loop they would be shared between loops (sync.h). */
 static int pingpong_main(void *arg)
 {
     run *r = arg;
+    if (weft_chan_new(&r->a, sizeof(long), 0) || weft_chan_new(&r->b, sizeof(long), 0))
+        exit(1);
     weft_go(echo, r);
     weft_yield(); /* the echoer waits in its receive */
     double t = now_ns();
@@ -96,6 +100,8 @@ static int pingpong_main(void *arg)
 static int stream_main(void *arg)
 {
     run *r = arg;
+    if (weft_chan_new(&r->a, sizeof(long), STREAM_CAP))
+        exit(1);
     weft_go(drain, r);
     weft_yield();
     start_ns = now_ns();
@@ -109,8 +115,6 @@ static int stream_main(void *arg)
 static double pingpong(long n)
 {
     run r = {.n = n};
-    if (weft_chan_new(&r.a, sizeof(long), 0) || weft_chan_new(&r.b, sizeof(long), 0))
-        exit(1);
     if (weft_main(pingpong_main, &r, NULL) != 0 || r.failed) {
         fprintf(stderr, "bench_chan: pingpong failed\n");
         exit(1);
@@ -123,8 +127,6 @@ static double pingpong(long n)
 static double stream(long n)
 {
     run r = {.n = n};
-    if (weft_chan_new(&r.a, sizeof(long), STREAM_CAP))
-        exit(1);
     if (weft_main(stream_main, &r, NULL) != 0 || r.failed) {
         fprintf(stderr, "bench_chan: stream failed\n");
         exit(1);
@@ -138,7 +140,10 @@ static int mutex_failed;
 
 static int mutex_main(void *arg)
 {
-    weft_mutex *m = arg;
+    weft_mutex **mp = arg, *m;
+    if (weft_mutex_new(&m))
+        exit(1);
+    *mp = m;
     double t = now_ns();
     for (long i = 0; i < mutex_n; i++)
         if (weft_mutex_lock(m, -1) != 0 || weft_mutex_unlock(m) != 0)
@@ -149,11 +154,9 @@ static int mutex_main(void *arg)
 
 static double mutex_weft(long n)
 {
-    weft_mutex *m;
-    if (weft_mutex_new(&m))
-        exit(1);
+    weft_mutex *m = NULL;
     mutex_n = n;
-    if (weft_main(mutex_main, m, NULL) != 0 || mutex_failed) {
+    if (weft_main(mutex_main, &m, NULL) != 0 || mutex_failed) {
         fprintf(stderr, "bench_chan: mutex failed\n");
         exit(1);
     }

@@ -1,17 +1,19 @@
 // chan_go.go - bench_chan's two measurements with goroutines, to run beside
 // it in the same job (GOMAXPROCS=1 for the same single thread, pinned the
-// same way):
+// same way), and bench_chan_xloop's between two threads (GOMAXPROCS=2,
+// where Go puts the two goroutines on one thread or both as it likes):
 //
 //	pingpong: two unbuffered channels, one goroutine sends on the first and
 //	          receives on the second, the other echoes; ns per message =
 //	          elapsed / (2 * round trips).
-//	stream:   one channel of capacity 128, one goroutine sends n values, the
-//	          other receives them; ns per message = elapsed / n.
+//	stream:   one channel of capacity CAP (128), one goroutine sends n
+//	          values, the other receives them; ns per message = elapsed / n.
 //
 // Each measurement is calibrated to about 200 ms, then run REPS times; one
 // line per repetition, then median, min and max, as bench_chan prints them.
 //
-// usage: GOMAXPROCS=1 taskset -c 1 go run chan_go.go [REPS]
+// usage: GOMAXPROCS=1 taskset -c 1 chan_go [REPS [pingpong|stream [CAP]]]
+//        GOMAXPROCS=2 chan_go 7 stream 1024      (beside bench_chan_xloop)
 package main
 
 import (
@@ -22,7 +24,7 @@ import (
 	"time"
 )
 
-const streamCap = 128
+var streamCap = 128
 const targetNs = 200e6
 
 func pingpong(n int) float64 {
@@ -96,16 +98,40 @@ func measure(what string, fn func(int) float64, reps int) {
 		v[reps-1], reps, n)
 }
 
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: chan_go [REPS 1..50 [pingpong|stream [CAP]]]")
+	os.Exit(2)
+}
+
 func main() {
 	reps := 5
+	which := "both"
 	if len(os.Args) > 1 {
 		r, err := strconv.Atoi(os.Args[1])
 		if err != nil || r < 1 || r > 50 {
-			fmt.Fprintln(os.Stderr, "usage: chan_go [REPS 1..50]")
-			os.Exit(2)
+			usage()
 		}
 		reps = r
 	}
-	measure("pingpong", pingpong, reps)
-	measure("stream", stream, reps)
+	if len(os.Args) > 2 {
+		which = os.Args[2]
+	}
+	if len(os.Args) > 3 {
+		c, err := strconv.Atoi(os.Args[3])
+		if err != nil || c < 1 {
+			usage()
+		}
+		streamCap = c
+	}
+	switch which {
+	case "both":
+		measure("pingpong", pingpong, reps)
+		measure("stream", stream, reps)
+	case "pingpong":
+		measure("pingpong", pingpong, reps)
+	case "stream":
+		measure("stream", stream, reps)
+	default:
+		usage()
+	}
 }

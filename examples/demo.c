@@ -1,7 +1,8 @@
 /*
- * demo.c - weft's main job in one process: one thread runs an echo server,
- * another runs thousands of client coroutines, each on its own connection,
- * doing 64-byte round trips and checking every byte that comes back.
+ * demo.c - weft's main job in one process: weft_main runs two loops, one
+ * thread each; loop 1 runs an echo server, loop 0 thousands of client
+ * coroutines, each on its own connection, doing 64-byte round trips and
+ * checking every byte that comes back.
  *
  * usage: demo [CONNS] [SECONDS]        (defaults: 2000 connections, 10 s)
  * Shows a progress line every second, then the totals and the latency
@@ -11,7 +12,6 @@
 #include <weft.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -77,7 +77,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- errors, from both threads ------------------------------------------ */
+/* ---- errors, from both loops ------------------------------------------ */
 
 static atomic_long errors;
 static bool tty; /* stderr is a terminal: progress updates one line in place */
@@ -89,16 +89,7 @@ static void fail(const char *who, const char *what, long rc)
                 rc ? weft_strerror((int)rc) : "connection closed");
 }
 
-/* ---- the server thread: an echo server on its own loop ------------------- */
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool ready;
-    int port; /* > 0 once listening, or the error */
-    weft_loop *loop;
-    weft_sock *listener;
-} srv = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, NULL, NULL};
+/* ---- the server: an echo server on loop 1 ------------------------------------ */
 
 static void echo(void *arg)
 {
@@ -114,60 +105,31 @@ static void echo(void *arg)
     weft_close(c);
 }
 
-static void accept_loop(void *arg)
+/* Listens, tells loop 0 the port through a channel, and accepts until
+ * loop 0 cancels it; the connections' coroutines end as clients close. */
+static void server(void *arg)
 {
-    weft_sock *l = arg, *c;
+    weft_chan *port_chan = arg;
+    weft_sock *l, *c;
+    weft_addr a;
     int rc;
+    if ((rc = weft_tcp_listen(&l, "127.0.0.1", 0, 0, 0)) < 0 || (rc = weft_sock_local(l, &a)) < 0) {
+        weft_chan_send(port_chan, &rc, -1);
+        return;
+    }
+    int p = weft_addr_port(&a);
+    weft_chan_send(port_chan, &p, -1);
     while ((rc = weft_tcp_accept(l, &c, -1)) >= 0)
         if (weft_go(echo, c) < 0) {
             fail("server", "spawn", -ENOMEM);
             weft_close(c);
         }
-    if (rc != -EBADF) /* -EBADF: closed by stop_server, the normal end */
+    if (rc != -ECANCELED) /* cancelled by loop 0: the normal end */
         fail("server", "accept", rc);
+    weft_close(l);
 }
 
-/* Posted to the server's loop from the main thread at the end. */
-static void stop_server(void *arg)
-{
-    weft_close(arg); /* the accept loop wakes with -EBADF and returns */
-}
-
-static void publish(int port, weft_loop *l, weft_sock *s)
-{
-    pthread_mutex_lock(&srv.mu);
-    srv.port = port;
-    srv.loop = l;
-    srv.listener = s;
-    srv.ready = true;
-    pthread_cond_signal(&srv.cv);
-    pthread_mutex_unlock(&srv.mu);
-}
-
-static void *server_thread(void *arg)
-{
-    weft_loop *l;
-    weft_sock *s;
-    weft_addr a;
-    (void)arg;
-    int rc = weft_loop_new(&l, NULL);
-    if (rc < 0) {
-        publish(rc, NULL, NULL);
-        return NULL;
-    }
-    if ((rc = weft_tcp_listen(&s, "127.0.0.1", 0, 0, 0)) < 0 || (rc = weft_sock_local(s, &a)) < 0 ||
-        (rc = weft_go(accept_loop, s)) < 0) {
-        publish(rc, NULL, NULL);
-        weft_loop_free(l);
-        return NULL;
-    }
-    publish(weft_addr_port(&a), l, s);
-    weft_loop_run(l, -1); /* until the accept loop and every echo have ended */
-    weft_loop_free(l);
-    return NULL;
-}
-
-/* ---- the client thread: CONNS coroutines ---------------------------------- */
+/* ---- the clients: CONNS coroutines on loop 0 ---------------------------------- */
 
 static int conns, seconds, port;
 static bool stopping;
@@ -186,6 +148,8 @@ static void fill(unsigned char *buf, uint64_t conn, uint64_t seq)
     }
 }
 
+static weft_wg *clients_left;
+
 static void client(void *arg)
 {
     uint64_t id = (uint64_t)(uintptr_t)arg;
@@ -194,6 +158,7 @@ static void client(void *arg)
     int rc = weft_tcp_connect(&s, "127.0.0.1", port, CONNECT_TIMEOUT_MS);
     if (rc < 0) {
         fail("client", "connect", rc);
+        weft_wg_done(clients_left);
         return;
     }
     weft_sock_set_nodelay(s, 1);
@@ -218,6 +183,7 @@ static void client(void *arg)
     }
     live--;
     weft_close(s);
+    weft_wg_done(clients_left);
 }
 
 /* Prints progress once a second and raises the stop flag at the end. */
@@ -240,15 +206,42 @@ static void reporter(void *arg)
     stopping = true;
 }
 
-static int clients_main(void *arg)
+static uint64_t t0;
+
+/* Loop 0: starts the server on loop 1, runs the clients here, and stops
+ * the server once they have all closed. */
+static int demo_main(void *arg)
 {
+    weft_chan *port_chan;
     (void)arg;
+    if (weft_chan_new(&port_chan, sizeof(int), 1) < 0 || weft_wg_new(&clients_left) < 0)
+        return -ENOMEM;
+    int64_t srv = weft_go_on(1, server, port_chan);
+    if (srv < 0)
+        return (int)srv;
+    int rc = weft_chan_recv(port_chan, &port, -1);
+    weft_chan_free(port_chan);
+    if (rc < 0 || port <= 0) {
+        weft_join(srv, -1);
+        return rc < 0 ? rc : port;
+    }
+    printf("weft demo: echo server on 127.0.0.1:%d (loop 1), %d client connections "
+           "(loop 0), %d-byte round trips for %d s\n",
+           port, conns, MSG_SIZE, seconds);
+    fflush(stdout);
+    t0 = now_ns();
     if (weft_go(reporter, NULL) < 0)
         return -ENOMEM;
+    weft_wg_add(clients_left, conns);
     for (int i = 0; i < conns; i++)
-        if (weft_go(client, (void *)(uintptr_t)i) < 0)
+        if (weft_go(client, (void *)(uintptr_t)i) < 0) {
             fail("client", "spawn", -ENOMEM);
-    return 0; /* weft_main returns once every client has closed */
+            weft_wg_done(clients_left);
+        }
+    weft_wg_wait(clients_left, -1);
+    weft_wg_free(clients_left);
+    weft_cancel(srv); /* a coroutine of the other loop: its accept ends */
+    return weft_join(srv, -1);
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -276,36 +269,13 @@ int main(int argc, char **argv)
     tty = isatty(STDERR_FILENO);
     alarm((unsigned)seconds + 60); /* a last resort: the run ends by itself anyway */
 
-    pthread_t th;
-    if (pthread_create(&th, NULL, server_thread, NULL) != 0) {
-        fprintf(stderr, "demo: cannot start the server thread\n");
-        return 1;
-    }
-    pthread_mutex_lock(&srv.mu);
-    while (!srv.ready)
-        pthread_cond_wait(&srv.cv, &srv.mu);
-    pthread_mutex_unlock(&srv.mu);
-    if (srv.port <= 0) {
-        fprintf(stderr, "demo: server: %s\n", weft_strerror(srv.port));
-        pthread_join(th, NULL);
-        return 1;
-    }
-    port = srv.port;
-    printf("weft demo: echo server on 127.0.0.1:%d (one thread), %d client connections "
-           "(another thread), %d-byte round trips for %d s\n",
-           port, conns, MSG_SIZE, seconds);
-    fflush(stdout);
-
-    uint64_t t0 = now_ns();
-    int rc = weft_main(clients_main, NULL, NULL);
+    /* Two loops, one thread each: weft_main returns when the clients, the
+     * server and its connections have all ended. */
+    weft_config cfg = {.threads = 2};
+    int rc = weft_main(demo_main, NULL, &cfg);
     double secs = (double)(now_ns() - t0) / 1e9;
     if (rc < 0)
-        fail("client", "weft_main", rc);
-
-    if (weft_loop_post(srv.loop, stop_server, srv.listener) < 0)
-        fail("main", "stopping the server", -ENOMEM);
-    else
-        pthread_join(th, NULL);
+        fail("main", "weft_main", rc);
 
     long errs = atomic_load(&errors);
     printf("connections established: %ld of %d\n", established, conns);

@@ -3,14 +3,13 @@
  * as plain accept / recv / send.
  *
  * usage: echo_server PORT [THREADS]
- * Listens on 127.0.0.1:PORT until killed.  Each of THREADS threads runs its
- * own loop with its own SO_REUSEPORT listener; the kernel spreads the
- * connections between them.
+ * Listens on 127.0.0.1:PORT until killed.  weft_main runs THREADS loops,
+ * one per thread, each with its own SO_REUSEPORT listener; the kernel
+ * spreads the connections between them.
  */
 #include <weft.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +69,9 @@ static void serve(void *arg)
     weft_close(c);
 }
 
-static int server(void *arg)
+/* One per loop: each has its own SO_REUSEPORT listener on the same port,
+ * and the kernel spreads the connections between them. */
+static void server(void *arg)
 {
     weft_sock *l, *c;
     int rc = weft_tcp_listen(&l, "127.0.0.1", port, 0, WEFT_REUSEPORT);
@@ -84,13 +85,16 @@ static int server(void *arg)
         if (weft_go_opts(serve, c, &opts) < 0)
             weft_close(c);
     fprintf(stderr, "echo_server: accept: %s\n", weft_strerror(rc));
-    weft_close(l);
-    return 1;
+    exit(1);
 }
 
-static void *thread_main(void *arg)
+static int start(void *arg)
 {
-    return (void *)(intptr_t)weft_main(server, arg, NULL);
+    (void)arg;
+    for (int i = 0; i < weft_loop_count(); i++)
+        if (weft_go_on(i, server, NULL) < 0)
+            return 1;
+    return 0; /* weft_main goes on while the servers run */
 }
 
 int main(int argc, char **argv)
@@ -106,8 +110,6 @@ int main(int argc, char **argv)
         r.rlim_cur = r.rlim_max;
         setrlimit(RLIMIT_NOFILE, &r);
     }
-    pthread_t t;
-    for (int i = 1; i < threads; i++)
-        pthread_create(&t, NULL, thread_main, NULL);
-    return (int)(intptr_t)thread_main(NULL);
+    weft_config cfg = {.threads = threads}; /* a loop per thread */
+    return weft_main(start, NULL, &cfg);
 }

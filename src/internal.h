@@ -181,6 +181,7 @@ struct weft__co {
     weft__co *run_next;      /* run queue link */
     weft__wait *wait;        /* current wait, if parked */
     weft__waitq joiners;
+    struct weft__rjoin *rjoiners; /* coroutines of other loops joining it */
     int state;
     bool cancel_pending;
     char name[32];
@@ -201,12 +202,39 @@ typedef struct weft__cotab {
 
 #define WEFT__EXT_MAX 16
 
+enum {
+    WEFT__POST_CO,     /* run fn in a new coroutine (weft_loop_post) */
+    WEFT__POST_CALL,   /* run fn in the loop itself (weft__loop_call) */
+    WEFT__POST_CALL_WITH, /* the same, the post being the caller's memory
+                           * (weft__loop_call_with) */
+    WEFT__POST_REMOTE, /* a coroutine another loop of the group spawned:
+                        * its id is given (weft_go_on) */
+};
+
 typedef struct weft__post {
     void (*fn)(void *);
     void *arg;
     struct weft__post *next;
-    bool in_loop; /* run fn in the loop itself, not in a new coroutine */
+    int64_t id;        /* WEFT__POST_REMOTE: the new coroutine's id */
+    unsigned char kind;
 } weft__post;
+
+/* The loops weft_main runs together, one per thread (src/sched/group.c). */
+typedef struct weft__group {
+    int n;
+    weft_loop **loops;   /* by index */
+    long busy;           /* atomic: loops with live coroutines, plus spawns
+                          * between loops on their way; 0 after a start ends
+                          * the group */
+    bool done;           /* atomic: every loop stops once it is set */
+    unsigned next;       /* atomic: WEFT_LOOP_ANY's round robin */
+} weft__group;
+
+/* Adds d to g->busy; at 0 the group is done and every loop is woken to
+ * end.  Thread-safe. */
+void weft__group_busy(weft__group *g, long d);
+/* The loop of l's group that gave out coroutine id, or NULL. */
+weft_loop *weft__group_loop_of(const weft_loop *l, int64_t id);
 
 struct weft_loop {
     const weft__backend *be;
@@ -237,10 +265,28 @@ struct weft_loop {
     } ext[WEFT__EXT_MAX];
     unsigned char ext_order[WEFT__EXT_MAX]; /* key indices, in the order set */
     unsigned ext_len;
+    struct weft__group *group; /* the loops weft_main runs together; NULL alone */
+    int index;                /* this loop's place in its group: 0 .. nloops-1 */
+    int nloops;               /* loops in its group; 1 alone */
     /* cross-thread posts */
     void *post_lock;          /* pthread_mutex_t * */
     weft__post *post_head, *post_tail;
+    bool refusing;            /* weft_loop_post says -ESHUTDOWN (under post_lock) */
+    int64_t remote_seq;       /* last id of a coroutine other loops spawned
+                               * here, given out under post_lock in queue order */
+    int64_t remote_taken;     /* the last of those spawned */
+    weft__waitq remote_waiters; /* joins of ids given out but not yet spawned */
 };
+
+/* A coroutine id: the loop's number << 40 | a sequence number.  Spawns
+ * from other loops (weft_go_on) take theirs from the upper half of the
+ * sequence numbers, given out in the order they are queued. */
+#define WEFT__CO_SEQ_BITS 40
+#define WEFT__CO_SEQ_MASK (((int64_t)1 << WEFT__CO_SEQ_BITS) - 1)
+#define WEFT__CO_REMOTE ((int64_t)1 << (WEFT__CO_SEQ_BITS - 1))
+
+/* Spawns fn(arg) on l (this thread's loop) with the id given; as weft_go. */
+int64_t weft__co_spawn(weft_loop *l, void (*fn)(void *), void *arg, int64_t id);
 
 /* Runs every coroutine that is ready now, each until it parks, yields or
  * finishes (then frees it); ones made ready meanwhile wait for the next
@@ -256,6 +302,14 @@ void weft__co_pool_free(weft_loop *l);
 
 /* The loop of this thread, or NULL. */
 extern __thread weft_loop *weft__tls_loop;
+
+/* True when what is made here may be used by other loops too: outside
+ * any loop, or on a loop of a group of several (weft_config.threads). */
+static inline bool weft__multi_loop(void)
+{
+    weft_loop *l = weft__tls_loop;
+    return !l || l->nloops > 1;
+}
 
 static inline weft__co *weft__current(void)
 {
@@ -304,6 +358,18 @@ int weft__wake_from(const weft__waiter_id *id, int result);
  * queued when l is freed run then, after its last coroutine has finished.
  * Returns 0 or -ENOMEM. */
 int weft__loop_call(weft_loop *l, void (*fn)(void *arg), void *arg);
+/* weft_loop_post for the library's own work: never refused, even while l
+ * is being freed (fn then runs before the loop is gone). */
+int weft__loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);
+/* Queues p (the caller's memory, until fn runs) to run fn(arg) in l
+ * itself, as weft__loop_call but without allocating: it cannot fail. */
+void weft__loop_call_with(weft_loop *l, weft__post *p, void (*fn)(void *arg), void *arg);
+/* Queues a coroutine running fn(arg) to be spawned on l, another loop of
+ * the caller's group, and returns the id it will have, or -ENOMEM,
+ * -EAGAIN (l has given out all its ids for such spawns). */
+int64_t weft__loop_post_remote(weft_loop *l, void (*fn)(void *arg), void *arg);
+/* Runs l, a loop of a group, until the group is done (group.c). */
+void weft__loop_run_group(weft_loop *l);
 /* Makes co ready to run. */
 void weft__ready(weft_loop *l, weft__co *co);
 

@@ -569,22 +569,30 @@ Test(embed, free_cancels_blocked_coroutines, .timeout = 30)
     cr_assert_eq(count_fds(), fds);
 }
 
-static volatile int late_post_ran;
+static volatile int late_post_ran, late_sleep_rc, late_repost_rc;
 
 static void late_post(void *arg)
 {
-    (void)arg;
+    weft_loop *l = arg;
     late_post_ran = 1;
+    late_sleep_rc = weft_sleep(60000);
+    /* The loop is being freed: a new post is refused, not dropped. */
+    late_repost_rc = weft_loop_post(l, late_post, l);
 }
 
-Test(embed, posts_queued_at_free_never_run, .timeout = 30)
+/* A post the loop accepted runs, even if the loop is freed first; it runs
+ * as the free's own coroutines do, its waits cancelled (RELIABILITY #69). */
+Test(embed, posts_queued_at_free_run_cancelled_and_later_ones_are_refused, .timeout = 30)
 {
     weft_loop *l;
     cr_assert_eq(weft_loop_new(&l, NULL), 0);
     late_post_ran = 0;
-    cr_assert_eq(weft_loop_post(l, late_post, NULL), 0);
+    late_sleep_rc = late_repost_rc = 1;
+    cr_assert_eq(weft_loop_post(l, late_post, l), 0);
     weft_loop_free(l);
-    cr_assert_eq(late_post_ran, 0);
+    cr_assert_eq(late_post_ran, 1);
+    cr_assert_eq(late_sleep_rc, -ECANCELED, "%s", weft_err_name(late_sleep_rc));
+    cr_assert_eq(late_repost_rc, -ESHUTDOWN, "%s", weft_err_name(late_repost_rc));
 }
 
 /* ---- backends ---------------------------------------------------------------------- */

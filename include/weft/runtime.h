@@ -64,18 +64,31 @@ typedef struct weft_config {
                               * 1024 (weft_blocking and the "system" resolver share it);
                               * 0 = $WEFT_WORKERS, else 64.  The pool is the process's:
                               * its cap is the largest any loop has asked for */
+    int threads;             /* weft_main: how many loops to run, one per thread, 1 to
+                              * 1024; 0 = $WEFT_THREADS, else 1.  weft_loop_new ignores it */
 } weft_config;               /* NULL config = all defaults; zeroed fields = defaults */
 
 /* Creates a loop on this thread, runs fn(arg) as its first coroutine,
  * runs the loop until fn and every coroutine spawned have returned, then
- * frees the loop (as weft_loop_free).  Returns fn's result, or before
- * anything ran: -EINVAL (fn NULL, an unknown backend or resolver, a
- * stack_size over 1 GiB, a negative dns_timeout_ms or dns_tries, a
- * dns_servers c-ares refuses, workers or $WEFT_WORKERS out of 1..1024),
- * -EBUSY (this thread already has a loop),
- * -ENOMEM (also when fn's stack could not be mapped: fn never ran),
- * -EMFILE/-ENFILE (the poller's descriptors), -ENOSPC (the poller's watch
- * limit).  Blocks the thread. */
+ * frees the loop (as weft_loop_free).
+ *
+ * With weft_config.threads (or $WEFT_THREADS) N > 1 it runs N loops, one
+ * per thread: this thread's is loop 0 and runs fn; the others start with
+ * nothing to run and take coroutines spawned on them (weft_go_on).  It
+ * returns when no coroutine is left on any loop and none is on its way
+ * from one loop to another; until then a loop with nothing to run waits.
+ * Coroutines stay on the loop they were spawned on; a socket belongs to
+ * the loop that made it (weft.h).  Every loop is freed (as weft_loop_free)
+ * once all have stopped, each on its own thread.
+ *
+ * Returns fn's result, or before anything ran: -EINVAL (fn NULL, an
+ * unknown backend or resolver, a stack_size over 1 GiB, a negative
+ * dns_timeout_ms or dns_tries, a dns_servers c-ares refuses, workers or
+ * $WEFT_WORKERS out of 1..1024, threads or $WEFT_THREADS out of 1..1024),
+ * -EBUSY (this thread already has a loop), -ENOMEM (also when fn's stack
+ * could not be mapped: fn never ran), -EMFILE/-ENFILE (the poller's
+ * descriptors), -ENOSPC (the poller's watch limit), -EAGAIN (a loop's
+ * thread could not be started).  Blocks the thread. */
 WEFT_EXTERN int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cfg);
 
 typedef struct weft_co_opts {
@@ -99,10 +112,15 @@ typedef struct weft_co_opts {
 WEFT_EXTERN int64_t weft_go(void (*fn)(void *arg), void *arg);
 WEFT_EXTERN int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o);
 
-/* Waits until coroutine id has finished.  Returns 0 when it has (also if it
- * finished before the call), -ENOMEM if its stack could not be mapped so it
- * never ran, -ETIMEDOUT, -ECANCELED, -ESRCH (no such coroutine on this
- * thread's loop, or no loop), -EDEADLK (id is the caller).  Blocks.
+/* Waits until coroutine id, of this loop or another loop of weft_main's
+ * (weft_go_on), has finished.  Returns 0 when it has (also if it finished
+ * before the call), -ENOMEM if its stack could not be mapped so it never
+ * ran (or, for another loop's, the request could not be sent),
+ * -ETIMEDOUT, -ECANCELED, -ESRCH (no such coroutine on this thread's loop
+ * or its group, or no loop), -EDEADLK (id is the caller), -EPERM (another
+ * loop's coroutine, outside any coroutine).  Blocks.  Another loop's
+ * coroutine is asked about at that loop's next step: even with timeout 0
+ * the call waits for that answer (a cancel still ends it).
  * Outside a coroutine (on the loop's thread) it runs the loop's steps
  * itself until id is gone: a coroutine that never ran then gives 0, not
  * -ENOMEM, and -ECANCELED cannot come. */
@@ -112,9 +130,31 @@ WEFT_EXTERN int weft_join(int64_t id, int64_t timeout_ms);
  * its next call that has to wait (or weft_yield), return -ECANCELED; a call
  * that completes without waiting does not take it.  The cancel is
  * delivered once; calls after that one work normally, so the coroutine can
- * clean up.  Returns 0, or -ESRCH (no such live coroutine on this thread).
- * Never blocks. */
+ * clean up.  Returns 0, or -ESRCH (no such live coroutine on this thread's
+ * loop, nor a loop of its group with such an id).  Another loop's
+ * coroutine is cancelled by its loop at its next step: 0 means the cancel
+ * is on its way, and it does nothing if that coroutine has finished by
+ * then; -ENOMEM if it could not be sent.  Never blocks. */
 WEFT_EXTERN int weft_cancel(int64_t id);
+
+/* Spawns fn(arg) on loop `loop` of weft_main's loops (0 ..
+ * weft_loop_count()-1), or with WEFT_LOOP_ANY on one weft picks (round
+ * robin over all of them, this one included), and returns its id (> 0),
+ * which weft_join and weft_cancel take from any loop.  On the caller's
+ * own loop it is weft_go; on another, the coroutine is queued there and
+ * starts at that loop's next step.  Errors: -EPERM (no loop on this
+ * thread), -EINVAL (fn NULL, loop out of range), -ENOMEM, -EAGAIN (the
+ * target has given out all its ids).  Never blocks. */
+#define WEFT_LOOP_ANY (-1)
+WEFT_EXTERN int64_t weft_go_on(int loop, void (*fn)(void *arg), void *arg);
+
+/* This thread's loop's place among weft_main's loops, 0 ..
+ * weft_loop_count()-1 (0 for a loop of weft_loop_new); -1 outside any
+ * loop. */
+WEFT_EXTERN int weft_loop_index(void);
+/* How many loops weft_main runs (1 for a loop of weft_loop_new); 0
+ * outside any loop. */
+WEFT_EXTERN int weft_loop_count(void);
 
 /* Returns the running coroutine's id, 0 outside any coroutine. */
 WEFT_EXTERN int64_t weft_self(void);
@@ -244,10 +284,18 @@ WEFT_EXTERN void weft_loop_stop(weft_loop *l);
  * costs a syscall per step that a loop nobody watches would skip. */
 WEFT_EXTERN int weft_loop_fd(const weft_loop *l);
 
+/* This thread's loop (weft_loop_new's, or one of weft_main's), NULL
+ * outside any loop: for a thread of its own to weft_loop_post to. */
+WEFT_EXTERN weft_loop *weft_loop_self(void);
+
 /* Thread-safe: runs fn(arg) in a new coroutine on loop l, from any thread.
- * Each post runs exactly once, in the order posted from one thread.  Posts
- * still queued when the loop is freed never run; l must not be used once
- * weft_loop_free has begun.  Returns 0, -EINVAL (l or fn NULL), -ENOMEM. */
+ * Each post accepted runs exactly once, in the order posted from one
+ * thread; one still queued when the loop is freed runs then, its blocking
+ * calls cancelled (as weft_loop_free's coroutines).  Returns 0, -EINVAL
+ * (l or fn NULL), -ENOMEM, -ESHUTDOWN (weft_loop_free has begun: fn will
+ * not run).  l must stay valid memory for the call: a loop of weft_main
+ * until weft_main returns, one of weft_loop_new until weft_loop_free
+ * returns; the poster must know that (-ESHUTDOWN tells it to stop). */
 WEFT_EXTERN int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);
 
 /* Thread-safe: wakes the loop if it is waiting, so its current step returns

@@ -11,25 +11,38 @@
  *     behind: it took no value, lock, permit or signal, and the object may
  *     be freed as soon as it has returned.  Waiters are served in the order
  *     they came.  A finite wait can also fail with -ENOMEM (the timer heap).
- *   - A channel, mutex, condition, wait group or semaphore belongs to the
- *     thread that made it, if that thread runs a loop, or else to the first
- *     thread with a loop that uses it.  Calls from any other thread return
- *     -EXDEV and change nothing.  An object no loop has used yet may be used
- *     by threads without a loop, one at a time.  Events work from any
- *     thread (see below).
- *   - Outside any coroutine, on the thread whose loop it belongs to, a call
- *     that has to wait runs the loop's steps until it can complete (as
- *     weft_join does), and returns -EDEADLK once no coroutine is left that
- *     could complete it.  On a thread without a loop nothing could ever
- *     complete such a wait: it returns -EDEADLK at once (-ETIMEDOUT with
+ *   - A channel, mutex, condition, wait group or semaphore made on a loop
+ *     that runs alone is local: it belongs to that loop's thread, takes no
+ *     lock, and calls from any other thread return -EXDEV and change
+ *     nothing.  One made outside any loop, or on a loop of a group of
+ *     several (weft_config.threads), is shared: it has a lock and works
+ *     from every thread, for coroutines of any loop, for a loop's own
+ *     thread outside its coroutines and for plain threads.  Which one is
+ *     decided when it is made.  Events work from any thread (see below).
+ *   - Outside any coroutine, a call that has to wait blocks the thread.  On
+ *     a thread with a loop, the thread runs that loop's steps meanwhile (as
+ *     weft_join does); a wait on a local object returns -EDEADLK once no
+ *     coroutine is left that could complete it.  A plain thread sleeps
+ *     until a shared object's call completes it or its timeout passes; on a
+ *     local object of its own (made on a loop since freed) nothing could
+ *     ever complete a wait: it returns -EDEADLK at once (-ETIMEDOUT with
  *     timeout 0).
+ *   - On a shared object a call that completes as its timeout passes or as
+ *     it is cancelled still counts: it returns 0 (the value was taken, the
+ *     lock handed over), and a cancel is kept for the coroutine's next
+ *     blocking call.  A call that completes another loop's waiter asks
+ *     that loop to wake it, which takes memory: when there is none it
+ *     returns -ENOMEM and changes nothing for that waiter (it still waits),
+ *     as each call below says.
  *   - weft_*_free returns -EBUSY, and frees nothing, while a call is waiting
- *     on the object (a mutex: also while it is locked); 0 once freed.  NULL
+ *     on the object (a mutex: also while it is locked); 0 once freed.  A
+ *     call that has returned no longer counts, on any thread.  NULL
  *     is a no-op that returns 0.  Free may be called from any thread, but
  *     not while another call uses the object; after it, the pointer is gone
  *     as after free(3): a second free, or any call, is undefined.
  *   - Calls that change state without waiting (close, unlock, signal, set,
- *     add, release) never block, and return >= 0 or a negative code: the
+ *     add, release) never block (a shared object's lock is held for a few
+ *     stores at a time), and return >= 0 or a negative code: the
  *     misuses Go would panic on (a second close, an unlock by another, a
  *     wait group below zero) are errors that change nothing.
  *   - A NULL object, or a NULL argument a call needs, is -EINVAL.
@@ -72,22 +85,27 @@ WEFT_EXTERN int weft_chan_new(weft_chan **out, size_t elem_size, size_t capacity
  * Returns 0 once the value is taken or buffered; -EPIPE if the channel is
  * or gets closed before that (the value was not sent); -ETIMEDOUT,
  * -ECANCELED (the value was not sent either); -EINVAL (c NULL, elem NULL
- * with elem_size > 0); -EXDEV; -EDEADLK.  Blocks.  elem is read when the
- * value is taken, so it must stay valid until the call returns. */
+ * with elem_size > 0); -EXDEV; -EDEADLK; -ENOMEM (shared: a receiver of
+ * another loop could not be woken; the value was not sent).  Blocks.  elem
+ * is read when the value is taken, so it must stay valid until the call
+ * returns. */
 WEFT_EXTERN int weft_chan_send(weft_chan *c, const void *elem, int64_t timeout_ms);
 
 /* Receives the oldest value into elem (elem_size bytes; NULL discards it):
  * from the buffer, else from a waiting sender, else waits for one.  Returns
  * 0; -EPIPE once the channel is closed and every buffered value has been
  * received; -ETIMEDOUT, -ECANCELED (nothing was taken); -EINVAL (c NULL);
- * -EXDEV; -EDEADLK.  Blocks. */
+ * -EXDEV; -EDEADLK; -ENOMEM (shared: a sender of another loop could not
+ * be woken; nothing was taken).  Blocks. */
 WEFT_EXTERN int weft_chan_recv(weft_chan *c, void *elem, int64_t timeout_ms);
 
 /* Closes the channel (Go's close without the panics): every waiting sender
  * returns -EPIPE, so does every later send; waiting receivers return
  * -EPIPE (they wait only while the buffer is empty), later ones first get
  * what is buffered, then -EPIPE.  Returns 0, -EPIPE (already closed),
- * -EINVAL (c NULL), -EXDEV.  Never blocks.  The channel must still be
+ * -EINVAL (c NULL), -EXDEV, -ENOMEM (shared: closed, but a waiter of
+ * another loop could not be woken and still waits; a second close wakes
+ * it, then returns -EPIPE).  Never blocks.  The channel must still be
  * freed. */
 WEFT_EXTERN int weft_chan_close(weft_chan *c);
 
@@ -116,9 +134,13 @@ typedef struct weft_select_case {
  * index of that case (cases[i].result says how it went); -ETIMEDOUT,
  * -ECANCELED (no case happened); -EINVAL (n < 0 or over 65536, cases NULL,
  * an op that is neither, a send's elem NULL with elem_size > 0); -EXDEV
- * (a channel of another thread); -ENOMEM (more than 8 cases wait at once
- * and their records cannot be allocated); -EDEADLK.  With every case off
- * (or n 0) it just waits out the timeout.  Blocks. */
+ * (a local channel of another thread); -ENOMEM (more than 8 cases and
+ * their records cannot be allocated, or the chosen case's counterpart is
+ * another loop's and could not be woken: no case happened); -EDEADLK.
+ * With every case off (or n 0) it just waits out the timeout.  Shared and
+ * local channels may be mixed, since the local ones must be the caller's
+ * thread's anyway; a thread without a loop waits only on shared ones.
+ * Blocks. */
 WEFT_EXTERN int weft_select(weft_select_case *cases, int n, int64_t timeout_ms);
 
 /* ------------------------------------------------------------------------ */
@@ -133,11 +155,15 @@ WEFT_EXTERN int weft_mutex_new(weft_mutex **out);
  * thread).  Waiters get m in the order they came: an unlock hands it to the
  * first of them directly.  Returns 0; -ETIMEDOUT, -ECANCELED (m was not
  * taken); -EDEADLK (the caller holds m already, or see the rules above);
- * -EINVAL (m NULL); -EXDEV.  Blocks. */
+ * -EINVAL (m NULL); -EXDEV.  Blocks.  A shared mutex tells its callers
+ * apart across threads: each coroutine, and each thread outside its
+ * coroutines. */
 WEFT_EXTERN int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms);
 
 /* Unlocks m, handing it to the first waiter if any.  Returns 0, -EPERM (the
- * caller does not hold m), -EINVAL (m NULL), -EXDEV.  Never blocks.  A
+ * caller does not hold m), -EINVAL (m NULL), -EXDEV, -ENOMEM (shared: the
+ * first waiter is another loop's and could not be woken; the caller still
+ * holds m).  Never blocks.  A
  * coroutine that ends holding m leaves it locked (only a condition wait
  * that must have m back takes it over, see weft_cond_wait). */
 WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);
@@ -157,14 +183,18 @@ WEFT_EXTERN int weft_cond_new(weft_cond **out);
  * by then can never unlock it (a coroutine that ended holding it, or the
  * thread itself, inside weft_loop_free), the wait takes m over.  Returns 0
  * (signalled); -ETIMEDOUT, -ECANCELED; -EPERM (the caller does not hold m:
- * nothing happened); -EINVAL (c or m NULL); -EXDEV; -EDEADLK.  There are no
+ * nothing happened); -EINVAL (c or m NULL); -EXDEV; -EDEADLK; -ENOMEM (m
+ * is shared and its next holder could not be woken: nothing happened, m
+ * is still held).  Either may be local (then the caller's thread's) and
+ * the other shared.  There are no
  * spurious wake-ups, but another caller may have changed the state before
  * this one got m back: check the condition in a loop.  Blocks. */
 WEFT_EXTERN int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms);
 
 /* Wakes the first waiter (signal) or all of them (broadcast); with none it
- * does nothing.  Returns 0, -EINVAL (c NULL), -EXDEV.  Never blocks; the
- * caller need not hold the mutex. */
+ * does nothing.  Returns 0, -EINVAL (c NULL), -EXDEV, -ENOMEM (shared: a
+ * waiter of another loop could not be woken and still waits).  Never
+ * blocks; the caller need not hold the mutex. */
 WEFT_EXTERN int weft_cond_signal(weft_cond *c);
 WEFT_EXTERN int weft_cond_broadcast(weft_cond *c);
 
@@ -221,7 +251,10 @@ WEFT_EXTERN int weft_wg_new(weft_wg **out);
 /* Adds n (which may be negative) to the counter; reaching 0 wakes every
  * waiter.  Returns the new counter (>= 0); -EINVAL (g NULL, or the counter
  * would go below 0: nothing changed), -EOVERFLOW (above INT_MAX: nothing
- * changed), -EXDEV.  Never blocks.  weft_wg_done is weft_wg_add(g, -1). */
+ * changed), -EXDEV, -ENOMEM (shared: the counter is 0 now, but a waiter
+ * of another loop could not be woken and still waits; an add that leaves
+ * it at 0, weft_wg_add(g, 0), tries again).  Never blocks.  weft_wg_done
+ * is weft_wg_add(g, -1). */
 WEFT_EXTERN int weft_wg_add(weft_wg *g, int n);
 WEFT_EXTERN int weft_wg_done(weft_wg *g);
 
@@ -244,7 +277,8 @@ WEFT_EXTERN int weft_sem_acquire(weft_sem *s, int64_t timeout_ms);
 
 /* Gives a permit back: to the first waiter if any, else to the count.
  * Returns 0, -EOVERFLOW (the count is at UINT_MAX: nothing changed),
- * -EINVAL (s NULL), -EXDEV.  Never blocks. */
+ * -EINVAL (s NULL), -EXDEV, -ENOMEM (shared: the first waiter is another
+ * loop's and could not be woken: nothing changed).  Never blocks. */
 WEFT_EXTERN int weft_sem_release(weft_sem *s);
 
 /* Frees s.  Returns 0, -EBUSY (waited on).  See the rules above. */

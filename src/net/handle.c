@@ -288,7 +288,7 @@ int weft__sock_close_foreign(weft_sock *h, bool reset)
     owned *o = weft__loop_ext(owner, &owned_key);
     int rc = queue_request(o, h, reset);
     if (rc == 0 && !o->posted) {
-        rc = weft_loop_post(owner, run_close_requests, owner);
+        rc = weft__loop_post(owner, run_close_requests, owner);
         if (rc == 0)
             o->posted = true;
         else

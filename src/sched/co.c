@@ -10,11 +10,11 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
 
-#define SEQ_BITS 40
 #define MAX_STACK ((size_t)1 << 30)
 #define CO_FREE_MAX 1024 /* records kept for reuse: spawn then needs no malloc */
 
@@ -148,12 +148,38 @@ void weft__co_pool_free(weft_loop *l)
     l->co_free_len = 0;
 }
 
+/* A coroutine of another loop joining one of ours (weft_join): its
+ * request, kept on the target until it ends, then its answer going back.
+ * The same memory all the way, so answering cannot fail. */
+typedef struct weft__rjoin {
+    weft__post post;
+    weft__waiter_id who; /* the joiner */
+    int64_t id;          /* the coroutine joined */
+    int result;
+    bool try_only;       /* timeout 0: answer at once, -ETIMEDOUT if alive */
+    struct weft__rjoin *next;
+} weft__rjoin;
+
+static void rjoin_answered(void *arg);
+
+static void rjoin_answer(weft__rjoin *r, int result)
+{
+    r->result = result;
+    weft__loop_call_with(r->who.loop, &r->post, rjoin_answered, r);
+}
+
 static void finish(weft_loop *l, weft__co *co, int result)
 {
     tab_del(&l->cos, co->id);
-    l->alive--;
     weft__wake_all(&co->joiners, result);
+    for (weft__rjoin *r = co->rjoiners, *next; r; r = next) {
+        next = r->next;
+        rjoin_answer(r, result);
+    }
     co->state = WEFT__CO_DONE;
+    /* Last: the answers are on their way before the group may end. */
+    if (--l->alive == 0 && WEFT__UNLIKELY(l->group != NULL))
+        weft__group_busy(l->group, -1);
 }
 
 static void co_entry(void *arg)
@@ -211,15 +237,9 @@ void weft__co_run_ready(weft_loop *l)
     }
 }
 
-int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
+static inline int64_t spawn(weft_loop *l, void (*fn)(void *arg), void *arg,
+                            const weft_co_opts *o, int64_t id)
 {
-    weft_loop *l = weft__tls_loop;
-    if (!l)
-        return -EPERM;
-    if (!fn || (o && o->stack_size > MAX_STACK))
-        return -EINVAL;
-    if (l->seq + 1 >= ((int64_t)1 << SEQ_BITS))
-        return -EAGAIN; /* 10^12 spawns on one loop */
     weft__co *co = co_alloc(l);
     if (!co)
         return -ENOMEM;
@@ -229,11 +249,12 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
     co->fiber.stack = NULL;
     co->fn = fn;
     co->arg = arg;
-    co->id = l->id_base | (l->seq + 1);
+    co->id = id ? id : l->id_base | (l->seq + 1);
     co->deadline = WEFT__NEVER;
     co->stack_size = 0;
     co->wait = NULL;
     co->joiners.head = co->joiners.tail = NULL;
+    co->rjoiners = NULL;
     co->cancel_pending = false;
     co->name[0] = '\0';
     if (o) {
@@ -247,9 +268,11 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
         co_release(l, co);
         return -ENOMEM;
     }
-    l->seq++;
-    l->alive++;
-    int64_t id = co->id;
+    if (!id)
+        l->seq++;
+    if (l->alive++ == 0 && WEFT__UNLIKELY(l->group != NULL))
+        weft__group_busy(l->group, 1);
+    id = co->id;
     weft__co *self = l->current;
     if (o && o->eager && self) {
         /* Next in this very run, then the caller: as a yield that puts the
@@ -263,6 +286,23 @@ int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
     }
     weft__ready(l, co);
     return id;
+}
+
+int64_t weft_go_opts(void (*fn)(void *arg), void *arg, const weft_co_opts *o)
+{
+    weft_loop *l = weft__tls_loop;
+    if (!l)
+        return -EPERM;
+    if (!fn || (o && o->stack_size > MAX_STACK))
+        return -EINVAL;
+    if (l->seq + 1 >= WEFT__CO_REMOTE)
+        return -EAGAIN; /* 5 x 10^11 spawns on one loop */
+    return spawn(l, fn, arg, o, 0);
+}
+
+int64_t weft__co_spawn(weft_loop *l, void (*fn)(void *), void *arg, int64_t id)
+{
+    return spawn(l, fn, arg, NULL, id);
 }
 
 int64_t weft_go(void (*fn)(void *arg), void *arg)
@@ -283,18 +323,128 @@ const char *weft_name(int64_t id)
     return co ? co->name : NULL;
 }
 
+/* ---- another loop's coroutines ------------------------------------------- */
+
+/* Whether id was given out by l (its own thread's loop) and has been
+ * spawned; one given to a spawn still queued is not yet. */
+static bool given_out(weft_loop *l, int64_t id)
+{
+    if ((id & ~WEFT__CO_SEQ_MASK) != l->id_base)
+        return false;
+    int64_t seq = id & WEFT__CO_SEQ_MASK;
+    if (seq & WEFT__CO_REMOTE)
+        return (seq & (WEFT__CO_REMOTE - 1)) <= l->remote_taken && seq != WEFT__CO_REMOTE;
+    return seq >= 1 && seq <= l->seq;
+}
+
+/* Whether id is a spawn from another loop still queued here. */
+static bool on_its_way(weft_loop *l, int64_t id)
+{
+    if ((id & ~WEFT__CO_SEQ_MASK) != l->id_base || !(id & WEFT__CO_REMOTE))
+        return false;
+    int64_t rseq = id & (WEFT__CO_REMOTE - 1);
+    if (rseq <= l->remote_taken)
+        return false;
+    pthread_mutex_lock(l->post_lock);
+    bool queued = rseq <= l->remote_seq;
+    pthread_mutex_unlock(l->post_lock);
+    return queued;
+}
+
+typedef struct rcancel {
+    weft__post post;
+    int64_t id;
+} rcancel;
+
+static void rcancel_arrived(void *arg)
+{
+    rcancel *c = arg;
+    weft_cancel(c->id);
+    free(c);
+}
+
+/* On the target's loop: the coroutine is joined, or answered at once. */
+static void rjoin_arrived(void *arg)
+{
+    weft__rjoin *r = arg;
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = tab_find(&l->cos, r->id);
+    if (!co || r->try_only) {
+        rjoin_answer(r, co ? -ETIMEDOUT : given_out(l, r->id) ? 0 : -ESRCH);
+        return;
+    }
+    /* A joiner waits in one join at a time: a request of an earlier
+     * join of the same coroutine (timed out) gives way to this one. */
+    for (weft__rjoin **pp = &co->rjoiners; *pp; pp = &(*pp)->next) {
+        weft__rjoin *old = *pp;
+        if (old->who.loop == r->who.loop && old->who.co == r->who.co) {
+            r->next = old->next;
+            *pp = r;
+            free(old);
+            return;
+        }
+    }
+    r->next = co->rjoiners;
+    co->rjoiners = r;
+}
+
+/* Back on the joiner's loop: wakes it if it still waits in that join. */
+static void rjoin_answered(void *arg)
+{
+    weft__rjoin *r = arg;
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = weft__co_find(l, r->who.co);
+    if (co && co->wait && co->wait->seq == r->who.seq && !co->wait->woken)
+        weft__wake(co->wait, r->result);
+    free(r);
+}
+
+static int join_remote(weft_loop *target, weft__co *self, int64_t id, int64_t deadline)
+{
+    weft__rjoin *r = weft__sys_malloc(sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->id = id;
+    r->next = NULL;
+    /* A deadline already passed only tries: the answer still takes a
+     * round trip to the target, which this waits for (a cancel ends it). */
+    r->try_only = deadline <= weft__now_ns();
+    if (r->try_only)
+        deadline = WEFT__NEVER;
+    (void)self;
+    r->who = weft__wait_here();
+    weft__loop_call_with(target, &r->post, rjoin_arrived, r);
+    weft__wait w;
+    return weft__park(&w, NULL, deadline);
+}
+
+/* ---- cancel and join --------------------------------------------------------- */
+
 int weft_cancel(int64_t id)
 {
     weft_loop *l = weft__tls_loop;
-    weft__co *co = l ? tab_find(&l->cos, id) : NULL;
-    if (!co)
+    if (!l)
         return -ESRCH;
-    /* A wait already woken (its timer fired this step, say) has its
-     * result: the cancel is for the next call then. */
-    if (co->wait && !co->wait->woken)
-        weft__wake(co->wait, -ECANCELED);
-    else
-        co->cancel_pending = true;
+    weft__co *co = tab_find(&l->cos, id);
+    if (co) {
+        /* A wait already woken (its timer fired this step, say) has its
+         * result: the cancel is for the next call then. */
+        if (co->wait && !co->wait->woken)
+            weft__wake(co->wait, -ECANCELED);
+        else
+            co->cancel_pending = true;
+        return 0;
+    }
+    weft_loop *t = l->group && id > 0 ? weft__group_loop_of(l, id) : NULL;
+    if (!t || t == l)
+        return -ESRCH;
+    /* Another loop's: that loop cancels it at its next step, if it is
+     * still alive then. */
+    rcancel *c = weft__sys_malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->id = id;
+    weft__loop_call_with(t, &c->post, rcancel_arrived, c);
     return 0;
 }
 
@@ -306,13 +456,26 @@ int weft_join(int64_t id, int64_t timeout_ms)
     weft__co *self = l->current;
     if (self && self->id == id)
         return -EDEADLK;
-    weft__co *co = tab_find(&l->cos, id);
-    if (!co) {
-        int64_t seq = id & (((int64_t)1 << SEQ_BITS) - 1);
-        bool ours = (id & ~(((int64_t)1 << SEQ_BITS) - 1)) == l->id_base;
-        return ours && seq >= 1 && seq <= l->seq ? 0 : -ESRCH;
-    }
     int64_t deadline = weft__deadline(timeout_ms);
+    weft__co *co;
+    while (!(co = tab_find(&l->cos, id))) {
+        if (given_out(l, id))
+            return 0;
+        if (self && on_its_way(l, id)) {
+            /* Spawned here by another loop, not yet taken from the queue. */
+            weft__wait w;
+            int rc = weft__park(&w, &l->remote_waiters, deadline);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        weft_loop *t = l->group && id > 0 ? weft__group_loop_of(l, id) : NULL;
+        if (t && t != l)
+            return self ? join_remote(t, self, id, deadline) : -EPERM;
+        if (!self && on_its_way(l, id))
+            break; /* the loop's steps below take it */
+        return -ESRCH;
+    }
     if (self) {
         weft__wait w;
         return weft__park(&w, &co->joiners, deadline);
@@ -331,7 +494,7 @@ int weft_join(int64_t id, int64_t timeout_ms)
         int rc = weft_loop_poll(l, left);
         if (rc < 0)
             return rc;
-        if (!tab_find(&l->cos, id))
+        if (!tab_find(&l->cos, id) && !on_its_way(l, id))
             return 0;
     }
 }

@@ -1,7 +1,7 @@
 /*
  * loop.c - one loop per thread: the run queue, timers and poller tied
  * together, the embedding API (new/poll/run/stop/fd/free), cross-thread
- * posts, and weft_main.
+ * posts, and running a loop of a group (group.c makes the group).
  *
  * A step waits on the poller (not at all if coroutines are ready), fires
  * due timers, then runs every coroutine that was ready when the run began;
@@ -37,7 +37,10 @@ static const weft__backend *find_backend(const char *name)
 
 /* ---- cross-thread posts ------------------------------------------------- */
 
-static void take_posts(weft_loop *l)
+/* Runs or spawns what other threads posted, in the order posted.  Out of
+ * memory for a coroutine's record, the rest goes back to the front of the
+ * queue for the next step.  Returns false if nothing could be done. */
+static bool take_posts(weft_loop *l)
 {
     pthread_mutex_t *mu = l->post_lock;
     uint64_t n;
@@ -48,17 +51,24 @@ static void take_posts(weft_loop *l)
     l->post_head = l->post_tail = NULL;
     l->wake_armed = false;
     pthread_mutex_unlock(mu);
+    weft__post *first = p, *stuck = NULL;
+    bool remote = false;
     while (p) {
         weft__post *next = p->next;
-        if (p->in_loop) {
+        if (p->kind == WEFT__POST_CALL_WITH) {
+            p->fn(p->arg); /* may free p: it is part of arg */
+            p = next;
+            continue;
+        }
+        if (p->kind == WEFT__POST_CALL) {
             p->fn(p->arg);
             free(p);
             p = next;
             continue;
         }
-        int64_t id = weft_go(p->fn, p->arg);
+        int64_t id = p->kind == WEFT__POST_REMOTE ? weft__co_spawn(l, p->fn, p->arg, p->id)
+                                                  : weft_go(p->fn, p->arg);
         if (id == -ENOMEM) {
-            /* Out of memory: put the rest back and try again next step. */
             pthread_mutex_lock(mu);
             weft__post *last = p;
             while (last->next)
@@ -69,11 +79,20 @@ static void take_posts(weft_loop *l)
             l->post_head = p;
             pthread_mutex_unlock(mu);
             weft_loop_wake(l);
-            return;
+            stuck = p;
+            break;
+        }
+        if (p->kind == WEFT__POST_REMOTE) {
+            l->remote_taken = p->id & (WEFT__CO_REMOTE - 1);
+            remote = true;
+            weft__group_busy(l->group, -1); /* on its way no more: alive here */
         }
         free(p);
         p = next;
     }
+    if (remote && l->remote_waiters.head)
+        weft__wake_all(&l->remote_waiters, 0);
+    return stuck != first; /* something was done */
 }
 
 static void on_wake(weft__pollent *pe, int events)
@@ -82,16 +101,25 @@ static void on_wake(weft__pollent *pe, int events)
     take_posts(LOOP_OF(pe, wake_pe));
 }
 
-static int post(weft_loop *l, void (*fn)(void *arg), void *arg, bool in_loop)
+/* Queues p; refused (-ESHUTDOWN) if refusable and l is being freed.  A
+ * remote spawn's id is given out here, into *id: once the lock is let go
+ * p may already be freed. */
+static int enqueue(weft_loop *l, weft__post *p, bool refusable, int64_t *id)
 {
-    weft__post *p = weft__sys_malloc(sizeof *p);
-    if (!p)
-        return -ENOMEM;
-    p->fn = fn;
-    p->arg = arg;
     p->next = NULL;
-    p->in_loop = in_loop;
     pthread_mutex_lock(l->post_lock);
+    if (refusable && l->refusing) {
+        pthread_mutex_unlock(l->post_lock);
+        return -ESHUTDOWN;
+    }
+    if (p->kind == WEFT__POST_REMOTE) {
+        /* Ids in queue order: the loop then knows which it has spawned. */
+        if (l->remote_seq + 1 >= WEFT__CO_REMOTE) {
+            pthread_mutex_unlock(l->post_lock);
+            return -EAGAIN;
+        }
+        *id = p->id = l->id_base | WEFT__CO_REMOTE | ++l->remote_seq;
+    }
     if (l->post_tail)
         l->post_tail->next = p;
     else
@@ -105,16 +133,60 @@ static int post(weft_loop *l, void (*fn)(void *arg), void *arg, bool in_loop)
     return 0;
 }
 
+static int post(weft_loop *l, void (*fn)(void *arg), void *arg, int kind, bool refusable)
+{
+    weft__post *p = weft__sys_malloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    p->kind = (unsigned char)kind;
+    int rc = enqueue(l, p, refusable, NULL);
+    if (rc < 0)
+        free(p);
+    return rc;
+}
+
 int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
 {
     if (!l || !fn)
         return -EINVAL;
-    return post(l, fn, arg, false);
+    return post(l, fn, arg, WEFT__POST_CO, true);
+}
+
+int weft__loop_post(weft_loop *l, void (*fn)(void *arg), void *arg)
+{
+    return post(l, fn, arg, WEFT__POST_CO, false);
 }
 
 int weft__loop_call(weft_loop *l, void (*fn)(void *arg), void *arg)
 {
-    return post(l, fn, arg, true);
+    return post(l, fn, arg, WEFT__POST_CALL, false);
+}
+
+void weft__loop_call_with(weft_loop *l, weft__post *p, void (*fn)(void *arg), void *arg)
+{
+    p->fn = fn;
+    p->arg = arg;
+    p->kind = WEFT__POST_CALL_WITH;
+    enqueue(l, p, false, NULL);
+}
+
+int64_t weft__loop_post_remote(weft_loop *l, void (*fn)(void *arg), void *arg)
+{
+    weft__post *p = weft__sys_malloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    p->kind = WEFT__POST_REMOTE;
+    int64_t id = 0;
+    int rc = enqueue(l, p, false, &id);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    return id;
 }
 
 /* ---- waking a coroutine from another thread ------------------------------- */
@@ -241,6 +313,7 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
     l->be = be;
     l->stack_size = cfg ? cfg->stack_size : 0;
     l->timer_pe.fd = -1;
+    l->nloops = 1;
     l->timer_fd_at = WEFT__NEVER;
     if ((rc = weft__overflow_thread_init()) < 0)
         goto fail_mutex;
@@ -279,6 +352,30 @@ fail_loop:
 
 static void step(weft_loop *l, int64_t deadline);
 
+/* A loop being freed that cannot spawn what was posted: the library's own
+ * calls still run, coroutines are dropped. */
+static void drop_posts(weft_loop *l)
+{
+    pthread_mutex_lock(l->post_lock);
+    weft__post *p = l->post_head;
+    l->post_head = l->post_tail = NULL;
+    pthread_mutex_unlock(l->post_lock);
+    while (p) {
+        weft__post *next = p->next;
+        if (p->kind == WEFT__POST_CALL_WITH) {
+            p->fn(p->arg);
+        } else if (p->kind == WEFT__POST_CALL) {
+            p->fn(p->arg);
+            free(p);
+        } else {
+            if (p->kind == WEFT__POST_REMOTE)
+                weft__group_busy(l->group, -1);
+            free(p);
+        }
+        p = next;
+    }
+}
+
 void weft_loop_free(weft_loop *l)
 {
     /* Not from another thread, one of its coroutines or a step of its own:
@@ -286,26 +383,25 @@ void weft_loop_free(weft_loop *l)
     if (!l || l != weft__tls_loop || l->current || l->in_step)
         return;
     /* Every blocking call now returns -ECANCELED; run until all are done.
-     * Calls queued for the loop itself still run (they free what they
-     * hold); posts of new coroutines are dropped, as documented. */
+     * From now on weft_loop_post refuses; what was posted before still
+     * runs (a coroutine whose blocking calls are cancelled), and so do
+     * the library's own calls queued for the loop (they free what they
+     * hold). */
+    pthread_mutex_lock(l->post_lock);
+    l->refusing = true;
+    pthread_mutex_unlock(l->post_lock);
     l->closing = true;
     weft__cotab_cancel_all(&l->cos);
-    for (bool ran = true; ran;) {
+    for (;;) {
         while (l->alive > 0)
             step(l, WEFT__NEVER);
         pthread_mutex_lock(l->post_lock);
-        weft__post *p = l->post_head;
-        l->post_head = l->post_tail = NULL;
+        bool more = l->post_head != NULL;
         pthread_mutex_unlock(l->post_lock);
-        for (ran = false; p;) {
-            weft__post *next = p->next;
-            if (p->in_loop) {
-                p->fn(p->arg);
-                ran = true;
-            }
-            free(p);
-            p = next;
-        }
+        if (!more)
+            break;
+        if (!take_posts(l))
+            drop_posts(l); /* no memory for a coroutine, ever: give up on them */
     }
     free_ext(l);
     if (l->timer_pe.fd >= 0)
@@ -477,35 +573,13 @@ int weft_loop_fd(const weft_loop *cl)
     return l->be->fd(l);
 }
 
-/* ---- weft_main ------------------------------------------------------------- */
-
-typedef struct main_call {
-    int (*fn)(void *);
-    void *arg;
-    int result;
-} main_call;
-
-static void main_entry(void *arg)
+void weft__loop_run_group(weft_loop *l)
 {
-    main_call *m = arg;
-    m->result = m->fn(m->arg);
-}
-
-int weft_main(int (*fn)(void *arg), void *arg, const weft_config *cfg)
-{
-    if (!fn)
-        return -EINVAL;
-    weft_loop *l;
-    int rc = weft_loop_new(&l, cfg);
-    if (rc < 0)
-        return rc;
-    main_call m = { fn, arg, -ENOMEM }; /* fn never runs if its stack can't be mapped */
-    int64_t id = weft_go(main_entry, &m);
-    if (id < 0) {
-        weft_loop_free(l);
-        return (int)id;
-    }
-    weft_loop_run(l, -1);
-    weft_loop_free(l);
-    return m.result;
+    /* A loop with nothing alive waits for posts until the whole group is
+     * done: its coroutines may come from other loops' weft_go_on. */
+    weft__group *g = l->group;
+    l->running = true;
+    while (l->alive > 0 || !__atomic_load_n(&g->done, __ATOMIC_ACQUIRE))
+        step(l, WEFT__NEVER);
+    l->running = false;
 }

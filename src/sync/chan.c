@@ -9,6 +9,10 @@
  * ring moves the first waiting sender's value in behind, keeping the order
  * the values were sent in.  Close is Go's without the panics: senders,
  * waiting or not, get -EPIPE; receivers drain the ring first.
+ *
+ * A shared channel does the same under its lock (sync.h): the waiter to
+ * complete is woken before anything is copied, so a wake that cannot be
+ * had (-ENOMEM) leaves the value where it was, sent once or not at all.
  */
 #include "sync.h"
 
@@ -68,7 +72,7 @@ static inline __attribute__((always_inline)) int try_send(weft_chan *c, const vo
 {
     if (WEFT__UNLIKELY(c->closed))
         return -EPIPE;
-    weft__sync_entry *r = weft__sync_first(&c->recvq);
+    weft__sync_entry *r = weft__sync_take(&c->recvq);
     if (r) {
         if (r->elem)
             copy_elem(r->elem, elem, c->elem_size);
@@ -86,14 +90,14 @@ static inline __attribute__((always_inline)) int try_recv(weft_chan *c, void *el
 {
     if (c->len) {
         pop(c, elem);
-        weft__sync_entry *s = weft__sync_first(&c->sendq);
+        weft__sync_entry *s = weft__sync_take(&c->sendq);
         if (s) {
             push(c, s->elem);
             weft__sync_complete(s, 0);
         }
         return 0;
     }
-    weft__sync_entry *s = weft__sync_first(&c->sendq);
+    weft__sync_entry *s = weft__sync_take(&c->sendq);
     if (s) {
         if (elem)
             copy_elem(elem, s->elem, c->elem_size);
@@ -113,11 +117,111 @@ int weft__chan_try_recv(weft_chan *c, void *elem)
     return try_recv(c, elem);
 }
 
+/* The first entry of a local channel's queue that can be completed now,
+ * without claiming it. */
+static weft__sync_entry *first_live(weft__sync_queue *q)
+{
+    weft__sync_entry *e;
+    while ((e = weft__sync_first(q)) && e->w->n > 1 && weft__sync_claimed(e->w))
+        weft__sync_unlink(e);
+    return e;
+}
+
 bool weft__chan_ready(weft_chan *c, int op)
 {
     if (op == WEFT_CHAN_SEND)
-        return c->closed || weft__sync_first(&c->recvq) || c->len < c->cap;
-    return c->len || weft__sync_first(&c->sendq) || c->closed;
+        return c->closed || first_live(&c->recvq) || c->len < c->cap;
+    return c->len || first_live(&c->sendq) || c->closed;
+}
+
+/* ---- shared channels, under their lock ----------------------------------- */
+
+int weft__chan_try_send_locked(weft_chan *c, const void *elem)
+{
+    if (c->closed)
+        return -EPIPE;
+    int rc;
+    weft__sync_entry *r = weft__sync_claim_first(&c->recvq, &rc);
+    if (rc < 0)
+        return rc;
+    if (r) {
+        if (r->elem)
+            copy_elem(r->elem, elem, c->elem_size);
+        weft__sync_finish(r, 0);
+        return 0;
+    }
+    if (c->len < c->cap) {
+        push(c, elem);
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+int weft__chan_try_recv_locked(weft_chan *c, void *elem)
+{
+    int rc;
+    weft__sync_entry *s = weft__sync_claim_first(&c->sendq, &rc);
+    if (rc < 0)
+        return rc;
+    if (c->len) {
+        pop(c, elem);
+        if (s) {
+            push(c, s->elem);
+            weft__sync_finish(s, 0);
+        }
+        return 0;
+    }
+    if (s) {
+        if (elem)
+            copy_elem(elem, s->elem, c->elem_size);
+        weft__sync_finish(s, 0);
+        return 0;
+    }
+    return c->closed ? -EPIPE : -EAGAIN;
+}
+
+bool weft__chan_ready_locked(weft_chan *c, int op)
+{
+    if (op == WEFT_CHAN_SEND)
+        return c->closed || weft__sync_first_unclaimed(&c->recvq) || c->len < c->cap;
+    return c->len || weft__sync_first_unclaimed(&c->sendq) || c->closed;
+}
+
+/* Waits on q, c's lock held, until a counterpart completes the operation;
+ * returns with the lock let go, and c no longer used. */
+static int chan_wait_locked(weft_chan *c, weft__sync_queue *q, void *elem, int64_t timeout_ms)
+{
+    weft__sync_entry e;
+    weft__sync_xwaiter xw;
+    weft__sync_waiter *w = &xw.w;
+    weft__sync_waiter_init(w, &e, 1);
+    e.elem = elem;
+    weft__sync_link(q, &e);
+    weft__lock *lk = &c->lock;
+    int rc = weft__sync_wait_shared(w, &lk, 1, weft__sync_deadline(w, timeout_ms));
+    return rc < 0 ? rc : w->result; /* c is not touched again */
+}
+
+static __attribute__((noinline)) int send_shared(weft_chan *c, const void *elem, int64_t timeout_ms)
+{
+    weft__lock_take(&c->lock);
+    int rc = weft__chan_try_send_locked(c, elem);
+    if (rc != -EAGAIN) {
+        weft__lock_give(&c->lock);
+        return rc;
+    }
+    return chan_wait_locked(c, &c->sendq, (void *)elem, timeout_ms);
+}
+
+static __attribute__((noinline)) int recv_shared(weft_chan *c, void *elem, int64_t timeout_ms)
+{
+    weft__lock_take(&c->lock);
+    int rc = weft__chan_try_recv_locked(c, elem);
+    if (rc != -EAGAIN) {
+        weft__lock_give(&c->lock);
+        return rc;
+    }
+    return chan_wait_locked(c, &c->recvq, elem, timeout_ms);
 }
 
 /* Waits on q until a counterpart completes the operation.  Inline, so
@@ -142,8 +246,8 @@ int weft_chan_send(weft_chan *c, const void *elem, int64_t timeout_ms)
     if (WEFT__UNLIKELY(!c || (!elem && c->elem_size)))
         return -EINVAL;
     int rc = weft__sync_enter(&c->home);
-    if (WEFT__UNLIKELY(rc < 0))
-        return rc;
+    if (WEFT__UNLIKELY(rc))
+        return rc < 0 ? rc : send_shared(c, elem, timeout_ms);
     rc = try_send(c, elem);
     if (rc != -EAGAIN)
         return rc;
@@ -155,8 +259,8 @@ int weft_chan_recv(weft_chan *c, void *elem, int64_t timeout_ms)
     if (WEFT__UNLIKELY(!c))
         return -EINVAL;
     int rc = weft__sync_enter(&c->home);
-    if (WEFT__UNLIKELY(rc < 0))
-        return rc;
+    if (WEFT__UNLIKELY(rc))
+        return rc < 0 ? rc : recv_shared(c, elem, timeout_ms);
     rc = try_recv(c, elem);
     if (rc != -EAGAIN)
         return rc;
@@ -167,8 +271,37 @@ int weft_chan_recv(weft_chan *c, void *elem, int64_t timeout_ms)
 static void close_queue(weft__sync_queue *q)
 {
     weft__sync_entry *e;
-    while ((e = weft__sync_first(q)))
+    while ((e = weft__sync_take(q)))
         weft__sync_complete(e, -EPIPE);
+}
+
+/* The same under a shared channel's lock.  Returns 0, or -ENOMEM if some
+ * waiter of another loop could not be woken: it is left linked. */
+static int close_queue_locked(weft__sync_queue *q)
+{
+    int rc = 0;
+    for (weft__sync_entry *e = q->head, *next; e; e = next) {
+        next = e->next;
+        int k = weft__sync_claim_shared(e);
+        if (k > 0)
+            weft__sync_finish(e, -EPIPE);
+        else if (k < 0)
+            rc = k;
+        /* 0: a waiter that is leaving, or a select completed elsewhere */
+    }
+    return rc;
+}
+
+static int close_shared(weft_chan *c)
+{
+    weft__lock_take(&c->lock);
+    /* A second close also retries the waiters a first one could not wake. */
+    int was = c->closed ? -EPIPE : 0;
+    c->closed = true;
+    int rc = close_queue_locked(&c->recvq);
+    int rc2 = close_queue_locked(&c->sendq);
+    weft__lock_give(&c->lock);
+    return rc < 0 ? rc : rc2 < 0 ? rc2 : was;
 }
 
 int weft_chan_close(weft_chan *c)
@@ -176,8 +309,8 @@ int weft_chan_close(weft_chan *c)
     if (!c)
         return -EINVAL;
     int rc = weft__sync_enter(&c->home);
-    if (rc < 0)
-        return rc;
+    if (rc)
+        return rc < 0 ? rc : close_shared(c);
     if (c->closed)
         return -EPIPE;
     c->closed = true;
@@ -195,9 +328,17 @@ int weft_chan_free(weft_chan *c)
 {
     if (!c)
         return 0;
-    bool idle = weft__sync_idle(&c->sendq);
-    if (!weft__sync_idle(&c->recvq) || !idle)
-        return -EBUSY;
+    if (weft__sync_is_shared(c->home)) {
+        weft__lock_take(&c->lock);
+        bool busy = c->recvq.head || c->sendq.head;
+        weft__lock_give(&c->lock);
+        if (busy)
+            return -EBUSY;
+    } else {
+        bool idle = weft__sync_idle(&c->sendq);
+        if (!weft__sync_idle(&c->recvq) || !idle)
+            return -EBUSY;
+    }
     free(c);
     return 0;
 }

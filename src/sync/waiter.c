@@ -1,28 +1,23 @@
 /*
  * waiter.c - what every sync object's waits share beyond sync.h's inline
- * part: which thread an object belongs to, and waiting outside any
- * coroutine.
+ * part: which thread an object belongs to, and waiting on a local object
+ * outside any coroutine (a shared object's waits: shared.c).
  *
  * Outside a coroutine, on a thread that has a loop, nothing but the loop's
- * own coroutines can complete a wait (the objects belong to this thread),
- * so the thread runs the loop's steps until one does, as weft_join does.
- * On a thread without a loop nothing ever could: the call says so
- * (-EDEADLK) instead of sleeping through its timeout.
+ * own coroutines can complete a wait on a local object (it belongs to this
+ * thread), so the thread runs the loop's steps until one does, as
+ * weft_join does.  On a thread without a loop there is no local object.
  */
 #include "sync.h"
 
 #include <limits.h>
 
 __thread char weft__sync_mark;
+const char weft__sync_shared;
 
-int weft__sync_enter_slow(const void **home)
+int weft__sync_enter_slow(const void *const *home)
 {
-    if (*home)
-        return -EXDEV;
-    /* No loop has used it yet: the first thread with one takes it. */
-    if (weft__tls_loop)
-        *home = &weft__sync_mark;
-    return 0;
+    return *home == &weft__sync_shared ? 1 : -EXDEV;
 }
 
 int weft__sync_block_thread(weft__sync_waiter *w, int64_t deadline)
