@@ -237,8 +237,8 @@ void weft__co_run_ready(weft_loop *l)
     }
 }
 
-static inline int64_t spawn(weft_loop *l, void (*fn)(void *arg), void *arg,
-                            const weft_co_opts *o, int64_t id)
+static inline __attribute__((always_inline)) int64_t
+spawn(weft_loop *l, void (*fn)(void *arg), void *arg, const weft_co_opts *o, int64_t id)
 {
     weft__co *co = co_alloc(l);
     if (!co)
