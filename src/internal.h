@@ -217,6 +217,7 @@ typedef struct weft__post {
     struct weft__post *next;
     int64_t id;        /* WEFT__POST_REMOTE: the new coroutine's id */
     unsigned char kind;
+    bool counted;      /* a user's post to a loop of a group: in its busy count */
 } weft__post;
 
 /* The loops weft_main runs together, one per thread (src/sched/group.c). */
@@ -224,8 +225,8 @@ typedef struct weft__group {
     int n;
     weft_loop **loops;   /* by index */
     long busy;           /* atomic: loops with live coroutines, plus spawns
-                          * between loops on their way; 0 after a start ends
-                          * the group */
+                          * between loops and users' posts on their way; 0
+                          * after a start ends the group */
     bool done;           /* atomic: every loop stops once it is set */
     unsigned next;       /* atomic: WEFT_LOOP_ANY's round robin */
 } weft__group;
@@ -233,6 +234,9 @@ typedef struct weft__group {
 /* Adds d to g->busy; at 0 the group is done and every loop is woken to
  * end.  Thread-safe. */
 void weft__group_busy(weft__group *g, long d);
+/* Adds 1 to g->busy unless the group has ended (busy 0 once started):
+ * false then.  Thread-safe. */
+bool weft__group_enter(weft__group *g);
 /* The loop of l's group that gave out coroutine id, or NULL. */
 weft_loop *weft__group_loop_of(const weft_loop *l, int64_t id);
 

@@ -291,9 +291,12 @@ WEFT_EXTERN weft_loop *weft_loop_self(void);
 /* Thread-safe: runs fn(arg) in a new coroutine on loop l, from any thread.
  * Each post accepted runs exactly once, in the order posted from one
  * thread; one still queued when the loop is freed runs then, its blocking
- * calls cancelled (as weft_loop_free's coroutines).  Returns 0, -EINVAL
- * (l or fn NULL), -ENOMEM, -ESHUTDOWN (weft_loop_free has begun: fn will
- * not run).  l must stay valid memory for the call: a loop of weft_main
+ * calls cancelled (as weft_loop_free's coroutines).  On a loop of
+ * weft_main's several, a post accepted keeps weft_main from returning
+ * until it has run.  Returns 0, -EINVAL (l or fn NULL), -ENOMEM,
+ * -ESHUTDOWN (weft_loop_free has begun, or, on weft_main's loops, nothing
+ * is left alive on any of them and weft_main is returning: fn will not
+ * run).  l must stay valid memory for the call: a loop of weft_main
  * until weft_main returns, one of weft_loop_new until weft_loop_free
  * returns; the poster must know that (-ESHUTDOWN tells it to stop). */
 WEFT_EXTERN int weft_loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);

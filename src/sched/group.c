@@ -5,9 +5,11 @@
  * Coroutines stay on the loop that runs them: no stealing, no migration.
  * A spawn on another loop is a post to that loop's queue, its id given
  * out as it is queued (loop.c).  The group ends when no loop has a live
- * coroutine and no spawn is on its way: a count of such loops and spawns
- * (busy) that reaches 0 sets done and wakes every loop; a loop with
- * nothing alive before then sleeps in its poller, where a post wakes it.
+ * coroutine and no spawn or user's post is on its way: a count of such
+ * loops, spawns and posts (busy) that reaches 0 sets done and wakes every
+ * loop; a loop with nothing alive before then sleeps in its poller, where
+ * a post wakes it.  From then on users' posts are refused, so that nothing
+ * starts on a loop that has stopped or is being freed.
  * Loops are freed only once all have stopped, so that whatever one loop
  * posts to another on its way out still finds it.
  */
@@ -28,6 +30,17 @@ void weft__group_busy(weft__group *g, long d)
         return; /* ended already: what runs now is a loop being freed */
     for (int i = 0; i < g->n; i++)
         weft_loop_wake(g->loops[i]);
+}
+
+bool weft__group_enter(weft__group *g)
+{
+    long b = __atomic_load_n(&g->busy, __ATOMIC_ACQUIRE);
+    do {
+        if (b == 0)
+            return false; /* ended: nothing alive anywhere */
+    } while (!__atomic_compare_exchange_n(&g->busy, &b, b + 1, true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_ACQUIRE));
+    return true;
 }
 
 weft_loop *weft__group_loop_of(const weft_loop *l, int64_t id)

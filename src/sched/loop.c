@@ -85,8 +85,9 @@ static bool take_posts(weft_loop *l)
         if (p->kind == WEFT__POST_REMOTE) {
             l->remote_taken = p->id & (WEFT__CO_REMOTE - 1);
             remote = true;
-            weft__group_busy(l->group, -1); /* on its way no more: alive here */
         }
+        if (p->kind == WEFT__POST_REMOTE || p->counted)
+            weft__group_busy(l->group, -1); /* on its way no more: alive here */
         free(p);
         p = next;
     }
@@ -108,7 +109,11 @@ static int enqueue(weft_loop *l, weft__post *p, bool refusable, int64_t *id)
 {
     p->next = NULL;
     pthread_mutex_lock(l->post_lock);
-    if (refusable && l->refusing) {
+    /* A post from a thread of the user's keeps the group from ending until
+     * it has run; once the group has ended (nothing alive anywhere) it is
+     * refused, as by a loop being freed. */
+    p->counted = refusable && l->group;
+    if ((refusable && l->refusing) || (p->counted && !weft__group_enter(l->group))) {
         pthread_mutex_unlock(l->post_lock);
         return -ESHUTDOWN;
     }
@@ -368,7 +373,7 @@ static void drop_posts(weft_loop *l)
             p->fn(p->arg);
             free(p);
         } else {
-            if (p->kind == WEFT__POST_REMOTE)
+            if (p->kind == WEFT__POST_REMOTE || p->counted)
                 weft__group_busy(l->group, -1);
             free(p);
         }
