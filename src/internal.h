@@ -207,6 +207,7 @@ enum {
     WEFT__POST_CALL,   /* run fn in the loop itself (weft__loop_call) */
     WEFT__POST_CALL_WITH, /* the same, the post being the caller's memory
                            * (weft__loop_call_with) */
+    WEFT__POST_CALL_HELD, /* weft__loop_call_held: a CALL_WITH once queued */
     WEFT__POST_REMOTE, /* a coroutine another loop of the group spawned:
                         * its id is given (weft_go_on) */
 };
@@ -217,7 +218,8 @@ typedef struct weft__post {
     struct weft__post *next;
     int64_t id;        /* WEFT__POST_REMOTE: the new coroutine's id */
     unsigned char kind;
-    bool counted;      /* a user's post to a loop of a group: in its busy count */
+    bool counted;      /* in its group's busy count until it has run: a
+                        * user's post, or a held call */
 } weft__post;
 
 /* The loops weft_main runs together, one per thread (src/sched/group.c). */
@@ -368,6 +370,12 @@ int weft__loop_post(weft_loop *l, void (*fn)(void *arg), void *arg);
 /* Queues p (the caller's memory, until fn runs) to run fn(arg) in l
  * itself, as weft__loop_call but without allocating: it cannot fail. */
 void weft__loop_call_with(weft_loop *l, weft__post *p, void (*fn)(void *arg), void *arg);
+/* The same for a call that may post to another loop in turn (a request
+ * whose answer goes back): on a loop of a group it keeps the group up
+ * until fn has run, so that nothing it posts can reach a loop being
+ * freed.  The caller must be a live coroutine of the group (or hold the
+ * group up otherwise). */
+void weft__loop_call_held(weft_loop *l, weft__post *p, void (*fn)(void *arg), void *arg);
 /* Queues a coroutine running fn(arg) to be spawned on l, another loop of
  * the caller's group, and returns the id it will have, or -ENOMEM,
  * -EAGAIN (l has given out all its ids for such spawns). */

@@ -56,7 +56,10 @@ static bool take_posts(weft_loop *l)
     while (p) {
         weft__post *next = p->next;
         if (p->kind == WEFT__POST_CALL_WITH) {
+            bool held = p->counted;
             p->fn(p->arg); /* may free p: it is part of arg */
+            if (held)
+                weft__group_busy(l->group, -1);
             p = next;
             continue;
         }
@@ -112,8 +115,11 @@ static int enqueue(weft_loop *l, weft__post *p, bool refusable, int64_t *id)
     /* A post from a thread of the user's keeps the group from ending until
      * it has run; once the group has ended (nothing alive anywhere) it is
      * refused, as by a loop being freed. */
-    p->counted = refusable && l->group;
-    if ((refusable && l->refusing) || (p->counted && !weft__group_enter(l->group))) {
+    bool held = p->kind == WEFT__POST_CALL_HELD; /* counted by the caller */
+    if (held)
+        p->kind = WEFT__POST_CALL_WITH;
+    p->counted = held || (refusable && l->group);
+    if ((refusable && l->refusing) || (refusable && l->group && !weft__group_enter(l->group))) {
         pthread_mutex_unlock(l->post_lock);
         return -ESHUTDOWN;
     }
@@ -174,6 +180,18 @@ void weft__loop_call_with(weft_loop *l, weft__post *p, void (*fn)(void *arg), vo
     p->fn = fn;
     p->arg = arg;
     p->kind = WEFT__POST_CALL_WITH;
+    enqueue(l, p, false, NULL);
+}
+
+void weft__loop_call_held(weft_loop *l, weft__post *p, void (*fn)(void *arg), void *arg)
+{
+    p->fn = fn;
+    p->arg = arg;
+    p->kind = WEFT__POST_CALL_WITH;
+    if (l->group) {
+        weft__group_busy(l->group, 1); /* the caller is alive: never from 0 */
+        p->kind = WEFT__POST_CALL_HELD;
+    }
     enqueue(l, p, false, NULL);
 }
 
@@ -368,7 +386,10 @@ static void drop_posts(weft_loop *l)
     while (p) {
         weft__post *next = p->next;
         if (p->kind == WEFT__POST_CALL_WITH) {
+            bool held = p->counted;
             p->fn(p->arg);
+            if (held)
+                weft__group_busy(l->group, -1);
         } else if (p->kind == WEFT__POST_CALL) {
             p->fn(p->arg);
             free(p);
