@@ -4,14 +4,14 @@
  * and closes the connection when echo() returns.
  *
  * usage: echo_srv PORT [THREADS]
- * Listens on 127.0.0.1:PORT until killed.  Each of THREADS threads runs its
- * own loop with its own server (WEFT_REUSEPORT); the kernel spreads the
- * connections between them.
+ * Listens on 127.0.0.1:PORT until killed, with THREADS loops, one per
+ * thread (weft_config.threads): one weft_server, started on loop 0,
+ * listens on every loop (SO_REUSEPORT), and the kernel spreads the
+ * connections between them; each runs on the loop that accepted it.
  */
 #include <weft.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,21 +74,15 @@ static int serve(void *arg)
         .host = "127.0.0.1",
         .port = port,
         .on_conn = echo,
-        .flags = WEFT_REUSEPORT,
         .stack_size = BIG_BUF + 64 * 1024, /* room for echo_big */
     };
     (void)arg;
-    int rc = weft_server_start(&s, &o);
+    int rc = weft_server_start(&s, &o); /* listening on every loop when it returns */
     if (rc < 0) {
         fprintf(stderr, "echo_srv: %s\n", weft_strerror(rc));
         exit(1);
     }
-    return 0; /* the server's coroutines keep the loop running */
-}
-
-static void *thread_main(void *arg)
-{
-    return (void *)(intptr_t)weft_main(serve, arg, NULL);
+    return 0; /* the server's coroutines keep the loops running */
 }
 
 int main(int argc, char **argv)
@@ -104,8 +98,6 @@ int main(int argc, char **argv)
         r.rlim_cur = r.rlim_max;
         setrlimit(RLIMIT_NOFILE, &r);
     }
-    pthread_t t;
-    for (int i = 1; i < threads; i++)
-        pthread_create(&t, NULL, thread_main, NULL);
-    return (int)(intptr_t)thread_main(NULL);
+    weft_config cfg = {.threads = threads};
+    return weft_main(serve, NULL, &cfg) < 0;
 }

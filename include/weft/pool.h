@@ -4,10 +4,17 @@
  * the top of weft.h hold for every function here.
  *
  * Both pools keep what is idle per loop, as co::Pool keeps it per
- * scheduler thread: a thread's gets are served from what that thread's
- * loop has kept.  Today a pool keeps idle objects or connections for one
- * loop at a time: the first loop that uses it, until that loop is freed
- * (then the next loop to use it takes it over).
+ * scheduler thread: each loop that uses a pool has its own part of it
+ * (idle objects or connections, waiters, the idle expiry, the limits),
+ * and a get on a loop is served only from what that loop has kept, so a
+ * connection never leaves the loop it belongs to (weft.h).  The loops
+ * that keep parts of a pool are its domain: the first loop that keeps
+ * something of it, and, if that loop is one of weft_main's several
+ * (weft_config.threads), every loop of its group.  On a loop outside the
+ * domain (one alone on another thread, or of another weft_main) a
+ * weft_pool keeps nothing and a weft_connpool says -EXDEV.  Once every
+ * part has gone with its loop (weft_loop_free, the end of weft_main), the
+ * next loop to use the pool takes it.
  */
 #ifndef WEFT_H_POOL
 #define WEFT_H_POOL
@@ -50,37 +57,43 @@ WEFT_EXTERN int weft_pool_new(weft_pool **out, void *(*create)(void *arg),
                               void (*destroy)(void *obj, void *arg), void *arg, size_t max_idle);
 
 /* An object for the caller: the one put back last among those this loop
- * keeps, else a new one from create(arg).  The caller owns it until it
- * puts it back (or destroys it itself).  Returns NULL if none is kept and
- * create is NULL or returned NULL, or p is NULL.  Blocks only as create
- * does.  On a thread without a loop, or one whose loop does not keep p's
- * objects (another loop does), nothing is kept: every get creates. */
+ * keeps, else a new one from create(arg); never one another loop keeps.
+ * The caller owns it until it puts it back (or destroys it itself).
+ * Returns NULL if none is kept and create is NULL or returned NULL, or p
+ * is NULL.  Blocks only as create does.  On a thread without a loop, or
+ * on a loop outside p's domain, nothing is kept: every get creates. */
 WEFT_EXTERN void *weft_pool_get(weft_pool *p);
 
 /* Gives obj back: kept for the next get on this loop, unless max_idle are
- * kept already, or this thread's loop does not keep p's objects (see
- * weft_pool_get), or the memory to keep it cannot be had; then
+ * kept on this loop already (the limit is per loop: with N loops up to
+ * N x max_idle are kept), or this thread has no loop or one outside p's
+ * domain (see above), or the memory to keep it cannot be had; then
  * destroy(obj, arg) runs at once (and may block).  obj NULL or p NULL is
- * a no-op.  obj need not have come from a get. */
+ * a no-op.  obj need not have come from a get, and may have come from a
+ * get on another loop. */
 WEFT_EXTERN void weft_pool_put(weft_pool *p, void *obj);
 
-/* How many idle objects this thread's loop keeps (0 for NULL, and on a
- * thread whose loop does not keep p's objects).  Never blocks. */
+/* How many idle objects this thread's loop keeps (0 for NULL, on a thread
+ * without a loop, and on a loop outside p's domain); other loops' are not
+ * counted.  Never blocks. */
 WEFT_EXTERN size_t weft_pool_size(const weft_pool *p);
 
-/* Destroys every idle object this thread's loop keeps; objects checked out
- * are not touched and may be put back later.  NULL, and a call from a
- * thread whose loop does not keep p's objects, is a no-op.  Blocks only as
- * destroy does. */
+/* Destroys every idle object this thread's loop keeps; other loops' and
+ * objects checked out are not touched (those may be put back later).
+ * NULL, and a call from a thread whose loop keeps nothing of p, is a
+ * no-op.  Blocks only as destroy does. */
 WEFT_EXTERN void weft_pool_clear(weft_pool *p);
 
-/* Destroys the idle objects and frees p.  Objects still checked out stay
- * the caller's, to destroy itself: p must not be used again, not even to
- * put them back.  When the loop that keeps p's objects is freed first, it
- * destroys them then, and p keeps nothing until another loop uses it.
- * NULL is a no-op, and so is a call from another thread than the one
- * whose loop keeps p's objects (free it there).  Blocks only as destroy
- * does. */
+/* Destroys the idle objects and frees p: this loop's at once, in the
+ * caller; each other loop's of weft_main's group on that loop, in the
+ * loop itself (outside any coroutine) at its next step, after this call
+ * has returned.  Objects still checked out stay the caller's, to destroy
+ * itself: p must not be used again, on any loop, not even to put them
+ * back.  A loop freed first destroys its part then.  Callable from any
+ * loop of the group, and from any thread; but when p's domain is a loop
+ * alone, a call from another thread than that loop's is a no-op (free it
+ * there).  NULL is a no-op.  Blocks only as destroy does; a destroy run
+ * by it must not block (on other loops it runs outside any coroutine). */
 WEFT_EXTERN void weft_pool_free(weft_pool *p);
 
 /* ------------------------------------------------------------------------ */
@@ -103,17 +116,21 @@ typedef struct weft_connpool_opts {
 } weft_connpool_opts;
 
 /* Makes a pool of connections keyed by host, port and TLS server name
- * (o NULL: plain TCP, all defaults).  The limits count the connections of
- * one loop.  Errors: -EINVAL (out NULL, a negative count, idle_timeout_ms
+ * (o NULL: plain TCP, all defaults).  The limits are per loop: each loop
+ * counts only its own connections and its own waiters, so with N loops a
+ * host may see up to N x max_per_host connections (a limit shared by the
+ * loops would have a put on one loop wake a get on another, and a socket
+ * cannot move between them).  Errors: -EINVAL (out NULL, a negative count, idle_timeout_ms
  * below -1, tls not a client context), -ENOTSUP (tls in a build without
  * TLS), -ENOMEM.  Never blocks.  The caller owns *out and frees it with
  * weft_connpool_free. */
 WEFT_EXTERN int weft_connpool_new(weft_connpool **out, const weft_connpool_opts *o);
 
 /* Gets a connection to host:port for the caller: the idle one of that
- * host put back last, or, if none is left, a new one (weft_tcp_connect,
- * or weft_tls_connect: host is the name sent and verified), or, at
- * max_per_host, the first one another get puts back.  Never one the peer
+ * host put back last on this loop (never another loop's), or, if none is
+ * left, a new one (weft_tcp_connect, or weft_tls_connect: host is the
+ * name sent and verified), or, at this loop's max_per_host, the first one
+ * another get of this loop puts back.  Never one the peer
  * has closed, reset or written to while it sat idle: an idle connection is
  * checked without waiting (one recv with MSG_PEEK) as it is handed out,
  * and the loop watches idle ones, so one the peer closes is closed at the
@@ -124,7 +141,7 @@ WEFT_EXTERN int weft_connpool_new(weft_connpool **out, const weft_connpool_opts 
  * connection until it gives it back with weft_connpool_put, and must:
  * the pool counts it open (for max_per_host) until then.  Errors: -EINVAL
  * (p, out or host NULL, port outside 1..65535), -EPERM (no loop on this
- * thread), -EXDEV (another thread's loop keeps p's connections),
+ * thread), -EXDEV (this loop is outside p's domain, see above),
  * -ETIMEDOUT, -ECANCELED (nothing was taken: a waiter that leaves gives
  * its turn to the next), -EBADF (weft_connpool_free was called, also
  * while this call waited, or connected: the new connection is closed; a
@@ -148,7 +165,8 @@ WEFT_EXTERN int weft_connpool_get(weft_connpool *p, weft_sock **out, const char 
 WEFT_EXTERN int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, int port,
                                       const char *servername, int64_t timeout_ms);
 
-/* Gives back a connection weft_connpool_get gave.  With reusable set, and
+/* Gives back a connection weft_connpool_get gave, on the loop that got it
+ * (the one the socket belongs to).  With reusable set, and
  * if it is healthy (TCP still established both ways, nothing unread, no
  * TLS alert, close_notify or unsent record), it goes to the first get
  * waiting for its host, or is kept idle (up to max_idle_per_host; past
@@ -158,22 +176,28 @@ WEFT_EXTERN int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const c
  * get sends its request right after it.  Returns 0 (kept or handed on),
  * 1 (closed), -EBADF (s was closed already, behind the pool's back: the
  * pool forgets it and frees its place), -EINVAL (p or s NULL, or s is not
- * checked out of p on this loop: s is left as it is), -EXDEV.  Blocks
- * only for a TLS close. */
+ * checked out of p on this loop: s is left as it is), -EXDEV (s belongs to
+ * another loop, or this loop is outside p's domain: s is left as it is).
+ * Blocks only for a TLS close. */
 WEFT_EXTERN int weft_connpool_put(weft_connpool *p, weft_sock *s, int reusable);
 
-/* Closes the idle connections (a TLS one with close_notify, which may
- * wait as weft_close does), makes every get that waits return -EBADF, and
- * gives the pool up: p must not be used again, except to put back
- * connections still checked out, which are closed then.  Its memory goes
- * with the last of those.  When the loop that keeps p's connections is
- * freed first, it closes the idle ones then, and forgets those checked
- * out (they stay open, the caller's, belonging to no loop).  NULL is a
- * no-op, and so is a call from another thread than the one whose loop
- * keeps p's connections. */
+/* Closes the idle connections (a TLS one with close_notify), makes every
+ * get that waits return -EBADF, and gives the pool up: p must not be used
+ * again, except to put back connections still checked out, on their own
+ * loops, which are closed then.  This loop's part goes at once, in the
+ * caller (a TLS close may wait as weft_close does); each other loop's of
+ * weft_main's group at that loop's next step, after this call has
+ * returned (its TLS closes then go out as weft_close_after's).  Its
+ * memory goes with the last connection put back.  A loop freed first
+ * closes its idle ones then, and forgets those checked out (they stay
+ * open, the caller's, belonging to no loop).  Callable from any loop of
+ * the group, and from any thread; but when p's domain is a loop alone, a
+ * call from another thread than that loop's is a no-op.  NULL is a
+ * no-op. */
 WEFT_EXTERN void weft_connpool_free(weft_connpool *p);
 
-/* What a pool holds on this loop, and what it has done since it was made. */
+/* What a pool holds, and what it has done since it was made: the sums
+ * over every loop's part. */
 typedef struct weft_connpool_stats {
     size_t idle;       /* kept idle now */
     size_t busy;       /* checked out now */
@@ -185,8 +209,10 @@ typedef struct weft_connpool_stats {
     uint64_t expired;  /* idle ones closed after idle_timeout_ms */
 } weft_connpool_stats;
 
-/* Fills *out.  Returns 0, -EINVAL (p or out NULL), -EXDEV (another
- * thread's loop keeps p's connections).  Never blocks. */
+/* Fills *out, from any thread.  Each count is read on its own while other
+ * loops change theirs, so the counts may not agree with each other to
+ * the last connection.  Returns 0, -EINVAL (p or out NULL).  Never
+ * blocks. */
 WEFT_EXTERN int weft_connpool_stat(const weft_connpool *p, weft_connpool_stats *out);
 
 #ifdef __cplusplus

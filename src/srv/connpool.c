@@ -22,11 +22,24 @@
  * waiting for a get or the expiry.  That costs nothing while nothing
  * happens: no coroutine per connection, no periodic timer.
  *
+ * Loops.  Every loop that uses a pool has a part of its own, found in
+ * the loop's list, never through the pool, so a get or a put touches no
+ * state another thread writes: a socket belongs to its loop, and so do
+ * the part's connections, waiters, limits and expiry timer.  The loops
+ * that may have parts are the pool's domain: the first loop that used it,
+ * or, if that loop is one of weft_main's several, every loop of its group
+ * (other loops get -EXDEV).  The pool's lock guards only the set of parts
+ * and the domain, which is let go once the last part has gone.  Stats are
+ * the pool's, atomic, summed over every part.
+ *
  * Lifetimes.  A get holds its part (calls) and its host (users) for its
  * whole run, waits and connects included.  weft_connpool_free closes the
- * idle connections and sends waiters away; the pool's memory stays until
- * the last connection checked out is put back (and closed).  The loop's
- * free hook closes what is idle and forgets what is checked out.
+ * caller's part's idle connections and sends its waiters away, and asks
+ * every other loop of the group to do the same with its part at its next
+ * step (a call that keeps the group running until it has run).  A part
+ * goes once freed and without connections or calls; the pool's memory
+ * goes with the last part (refs: the user's, and one per part).  The
+ * loop's free hook closes what is idle and forgets what is checked out.
  */
 #include "net/sock.h"
 #ifdef WEFT_WITH_TLS
@@ -35,6 +48,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +115,9 @@ struct cp_part {
     size_t nidle, nconn, connecting, waiting;
     unsigned calls;     /* gets and frees under way: it stays while any is */
     weft__timer expiry; /* the oldest idle connection's time */
+    cp_part *pnext, *pprev; /* the pool's parts (under its lock) */
+    bool free_queued;       /* atomic: free_post is on its way to this loop */
+    weft__post free_post;   /* weft_connpool_free from another loop */
 };
 
 /* A loop's parts, and the sweep an event on an idle socket sets off. */
@@ -114,11 +131,31 @@ struct weft_connpool {
     weft_tls_ctx *tls;
     size_t max_idle, max_open; /* max_open 0: no limit */
     int64_t idle_ns;           /* WEFT__NEVER: never */
-    weft_loop *loop;           /* atomic: the loop that keeps the part; NULL: none */
-    cp_part *part;             /* read and written by that loop's thread only */
-    bool freed;
+    bool freed;                /* atomic */
+    pthread_mutex_t lock;      /* what follows, up to the stats */
+    weft_loop *home;           /* the domain: a loop alone, */
+    weft__group *group;        /* or a group's loops; both NULL: none yet */
+    cp_part *parts;
+    unsigned refs;             /* the user's, and one per part */
+    /* Stats, atomic: every part's summed. */
+    size_t nidle, nconn, connecting, waiting;
     uint64_t connects, reuses, stale, expired;
 };
+
+static void stat_add(size_t *c, long d)
+{
+    __atomic_add_fetch(c, (size_t)d, __ATOMIC_RELAXED);
+}
+
+static void count(uint64_t *c)
+{
+    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+}
+
+static bool is_freed(const weft_connpool *p)
+{
+    return __atomic_load_n(&p->freed, __ATOMIC_ACQUIRE);
+}
 
 static void loop_gone(weft_loop *l, void *state);
 static weft__ext_key conns_key = {"connpools", loop_gone, 0};
@@ -481,6 +518,7 @@ static void idle_add(cp_part *pt, cp_conn *c)
         pt->oldest = c;
     pt->newest = c;
     pt->nidle++;
+    stat_add(&pt->pool->nidle, 1);
 }
 
 static void idle_remove(cp_part *pt, cp_conn *c)
@@ -499,6 +537,7 @@ static void idle_remove(cp_part *pt, cp_conn *c)
         pt->newest = c->lprev;
     c->lnext = c->lprev = NULL;
     pt->nidle--;
+    stat_add(&pt->pool->nidle, -1);
 }
 
 /* Drops c's record (off every list already): its slot is still taken. */
@@ -508,6 +547,7 @@ static void forget(cp_part *pt, cp_conn *c)
     if (i != SIZE_MAX)
         table_remove(pt, i);
     pt->nconn--;
+    stat_add(&pt->pool->nconn, -1);
     free(c);
 }
 
@@ -524,6 +564,7 @@ static void wait_link(cp_part *pt, cp_host *h, cp_wait *w)
     h->wq_tail = w;
     w->linked = true;
     pt->waiting++;
+    stat_add(&pt->pool->waiting, 1);
 }
 
 static void wait_unlink(cp_part *pt, cp_host *h, cp_wait *w)
@@ -538,6 +579,7 @@ static void wait_unlink(cp_part *pt, cp_host *h, cp_wait *w)
         h->wq_tail = w->prev;
     w->linked = false;
     pt->waiting--;
+    stat_add(&pt->pool->waiting, -1);
 }
 
 /* Hands what = GOT_CONN (c), GOT_SLOT or GOT_GONE to the first get still
@@ -610,23 +652,55 @@ static int wait_turn(cp_part *pt, cp_host *h, cp_wait *w, int64_t deadline)
 static void expiry_fire(weft__timer *t);
 static void check_fire(weft__timer *t);
 
+/* p's part on l, found in l's list, which only l's thread reads and
+ * writes; the one found goes to the front, for the next call. */
+static cp_part *part_find(const weft_connpool *p, weft_loop *l)
+{
+    cp_loop *cl = weft__loop_ext(l, &conns_key);
+    cp_part *pt = cl ? cl->head : NULL;
+    while (pt && pt->pool != p)
+        pt = pt->next;
+    if (pt && pt != cl->head) {
+        pt->prev->next = pt->next;
+        if (pt->next)
+            pt->next->prev = pt->prev;
+        pt->prev = NULL;
+        pt->next = cl->head;
+        cl->head->prev = pt;
+        cl->head = pt;
+    }
+    return pt;
+}
+
+/* Whether l may keep a part of p (under p's lock): p has no domain yet,
+ * or l is its loop alone, or one of its group. */
+static bool in_domain(const weft_connpool *p, const weft_loop *l)
+{
+    if (!p->home && !p->group)
+        return true;
+    return p->home == l || (p->group && l->group == p->group);
+}
+
+static void pool_destroy(weft_connpool *p)
+{
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
 /* The part of p this thread's loop keeps (*out NULL if none, unless make).
- * Returns 0, -EXDEV (another loop's), -ENOMEM. */
+ * Returns 0, -EXDEV (outside p's domain), -EBADF (make, after
+ * weft_connpool_free), -ENOMEM. */
 static int part_of(weft_connpool *p, cp_part **out, bool make)
 {
     weft_loop *l = weft__tls_loop;
-    weft_loop *owner = __atomic_load_n(&p->loop, __ATOMIC_ACQUIRE);
-    *out = NULL;
-    if (owner && owner == l) {
-        *out = p->part;
+    if (!l) {
+        *out = NULL;
         return 0;
     }
-    if (owner)
-        return -EXDEV;
-    if (!make || !l)
+    if ((*out = part_find(p, l)))
         return 0;
     cp_loop *cl = weft__loop_ext(l, &conns_key);
-    if (!cl) {
+    if (make && !cl) {
         if (!(cl = weft__sys_calloc(1, sizeof *cl)))
             return -ENOMEM;
         cl->loop = l;
@@ -636,29 +710,52 @@ static int part_of(weft_connpool *p, cp_part **out, bool make)
             return -ENOMEM;
         }
     }
-    cp_part *pt = weft__sys_calloc(1, sizeof *pt);
-    if (!pt)
+    cp_part *pt = make ? weft__sys_calloc(1, sizeof *pt) : NULL;
+    if (make && !pt)
         return -ENOMEM;
-    weft_loop *none = NULL;
-    if (!__atomic_compare_exchange_n(&p->loop, &none, l, false, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE)) {
-        free(pt); /* another thread's loop took it meanwhile */
-        return -EXDEV;
+    if (pt) {
+        /* Set before a free on another thread can see it in p's list. */
+        pt->pool = p;
+        pt->loop = l;
+        pt->home = cl;
+        weft__timer_init(&pt->expiry, expiry_fire);
     }
-    pt->pool = p;
-    pt->loop = l;
-    pt->home = cl;
-    weft__timer_init(&pt->expiry, expiry_fire);
+    pthread_mutex_lock(&p->lock);
+    int rc = !in_domain(p, l) ? -EXDEV : make && is_freed(p) ? -EBADF : 0;
+    if (rc < 0 || !make) {
+        pthread_mutex_unlock(&p->lock);
+        free(pt);
+        return rc;
+    }
+    if (l->nloops > 1)
+        p->group = l->group;
+    else
+        p->home = l;
+    pt->pnext = p->parts;
+    if (p->parts)
+        p->parts->pprev = pt;
+    p->parts = pt;
+    p->refs++;
+    pthread_mutex_unlock(&p->lock);
     pt->next = cl->head;
     if (cl->head)
         cl->head->prev = pt;
     cl->head = pt;
-    p->part = pt;
     *out = pt;
     return 0;
 }
 
-/* Frees pt, which holds no connection any more, and lets its loop go. */
+/* Drops a reference to p: the user's, or a part's.  The last frees it. */
+static void pool_unref_locked(weft_connpool *p)
+{
+    bool last = --p->refs == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (last)
+        pool_destroy(p);
+}
+
+/* Frees pt, which holds no connection any more, and with the last part
+ * and the user's reference gone, the pool. */
 static void part_free(cp_part *pt)
 {
     weft_connpool *p = pt->pool;
@@ -677,20 +774,28 @@ static void part_free(cp_part *pt)
     }
     free(pt->buckets);
     free(pt->table);
+    pthread_mutex_lock(&p->lock);
+    if (pt->pprev)
+        pt->pprev->pnext = pt->pnext;
+    else
+        p->parts = pt->pnext;
+    if (pt->pnext)
+        pt->pnext->pprev = pt->pprev;
+    if (!p->parts)
+        p->home = NULL, p->group = NULL; /* the next loop to use it may take it */
     free(pt);
-    p->part = NULL;
-    __atomic_store_n(&p->loop, NULL, __ATOMIC_RELEASE);
+    pool_unref_locked(p);
 }
 
-/* After weft_connpool_free: the part, and with it the pool, go once the
- * last connection is back and the last call has left. */
+/* After weft_connpool_free: the part goes once the last connection is
+ * back, the last call has left and no free is on its way to it. */
 static void part_check(cp_part *pt)
 {
     weft_connpool *p = pt->pool;
-    if (!p->freed || pt->nconn || pt->calls)
+    if (!is_freed(p) || pt->nconn || pt->calls ||
+        __atomic_load_n(&pt->free_queued, __ATOMIC_ACQUIRE))
         return;
     part_free(pt);
-    free(p);
 }
 
 /* Sets the expiry timer for the oldest idle connection, if any. */
@@ -718,7 +823,7 @@ static void expiry_fire(weft__timer *t)
         idle_remove(pt, c);
         forget(pt, c);
         release_slot(pt, h);
-        p->expired++;
+        count(&p->expired);
         if (rc == 0)
             close_sock(s, false, true);
     }
@@ -744,7 +849,7 @@ static void check_fire(weft__timer *t)
             idle_remove(pt, c);
             forget(pt, c);
             release_slot(pt, h);
-            pt->pool->stale++;
+            count(&pt->pool->stale);
             if (rc == 0)
                 close_sock(s, true, true);
         }
@@ -760,7 +865,6 @@ static void loop_gone(weft_loop *l, void *state)
     weft__timer_stop(l, &cl->check);
     while (cl->head) {
         cp_part *pt = cl->head;
-        weft_connpool *p = pt->pool;
         cp_conn *c;
         while ((c = pt->oldest)) {
             /* The sockets' own state may have let go of them already. */
@@ -781,9 +885,7 @@ static void loop_gone(weft_loop *l, void *state)
                 }
             }
         }
-        part_free(pt);
-        if (p->freed)
-            free(p);
+        part_free(pt); /* may free the pool */
     }
     free(cl);
 }
@@ -806,6 +908,8 @@ int weft_connpool_new(weft_connpool **out, const weft_connpool_opts *o)
     weft_connpool *p = weft__sys_calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    p->refs = 1;
     p->tls = d.tls;
     p->max_idle = d.max_idle_per_host ? (size_t)d.max_idle_per_host : IDLE_PER_HOST_DEFAULT;
     p->max_open = (size_t)d.max_per_host;
@@ -849,10 +953,12 @@ static int dial(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
         return -ENOMEM;
     }
     pt->connecting++;
+    stat_add(&p->connecting, 1);
     weft_sock *s;
     int rc = connect_to(p, h, &s, weft__ms_left(deadline));
     pt->connecting--;
-    if (rc == 0 && p->freed) {
+    stat_add(&p->connecting, -1);
+    if (rc == 0 && is_freed(p)) {
         weft_close(s); /* the pool went while it connected */
         rc = -EBADF;
     }
@@ -866,7 +972,8 @@ static int dial(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
     list_push(&h->busy, c);
     table_insert(pt, c);
     pt->nconn++;
-    p->connects++;
+    stat_add(&p->nconn, 1);
+    count(&p->connects);
     *out = s;
     return 0;
 }
@@ -889,7 +996,7 @@ static cp_conn *take_idle(cp_part *pt, cp_host *h)
         }
         forget(pt, c);
         release_slot(pt, h);
-        pt->pool->stale++;
+        count(&pt->pool->stale);
         if (rc == 0)
             close_sock(s, true, false);
     }
@@ -900,11 +1007,11 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
 {
     weft_connpool *p = pt->pool;
     for (;;) {
-        if (p->freed)
+        if (is_freed(p))
             return -EBADF;
         cp_conn *c = take_idle(pt, h);
         if (c) {
-            p->reuses++;
+            count(&p->reuses);
             *out = c->h;
             return 0;
         }
@@ -919,7 +1026,7 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
         if (w.got == GOT_GONE)
             return -EBADF;
         if (w.got == GOT_SLOT) {
-            if (!p->freed)
+            if (!is_freed(p))
                 break;
             release_slot(pt, h);
             return -EBADF;
@@ -929,13 +1036,13 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
         weft__sock *s = NULL;
         rc = weft__sock_enter(c->h, &s);
         if (rc == 0 && quiet(s)) {
-            p->reuses++;
+            count(&p->reuses);
             *out = c->h;
             return 0;
         }
         list_unlink(&h->busy, c);
         forget(pt, c);
-        p->stale++;
+        count(&p->stale);
         if (rc == 0)
             close_sock(s, true, false);
         break; /* its slot is ours: a new one */
@@ -961,7 +1068,7 @@ int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, i
     int rc = part_of(p, &pt, true);
     if (rc < 0)
         return rc;
-    if (p->freed)
+    if (is_freed(p))
         return -EBADF;
     int64_t deadline = weft__deadline(timeout_ms);
     cp_host *h = host_get(pt, host, port, servername);
@@ -995,12 +1102,14 @@ int weft_connpool_put(weft_connpool *p, weft_sock *sh, int reusable)
         return rc;
     size_t i = pt ? table_index(pt, sh) : SIZE_MAX;
     cp_conn *c = i != SIZE_MAX ? pt->table[i] : NULL;
-    if (!c || c->idle)
-        return -EINVAL;
-    cp_host *h = c->host;
     weft__sock *s = NULL;
+    if (!c || c->idle) {
+        /* Another loop's socket: it goes back on the loop that got it. */
+        return weft__sock_enter(sh, &s) == -EXDEV ? -EXDEV : -EINVAL;
+    }
+    cp_host *h = c->host;
     rc = weft__sock_enter(sh, &s);
-    if (rc == 0 && reusable && !p->freed && keepable(s)) {
+    if (rc == 0 && reusable && !is_freed(p) && keepable(s)) {
         if (give(pt, h, GOT_CONN, c))
             return 0;
         if (h->nidle < p->max_idle) {
@@ -1022,18 +1131,11 @@ int weft_connpool_put(weft_connpool *p, weft_sock *sh, int reusable)
     return 1;
 }
 
-void weft_connpool_free(weft_connpool *p)
+/* weft_connpool_free's work on one part, on its own loop: waiters leave
+ * with -EBADF, idle connections close.  in_loop: a call from another
+ * loop, run in the loop itself, where nothing may wait. */
+static void free_part(cp_part *pt, bool in_loop)
 {
-    if (!p)
-        return;
-    cp_part *pt;
-    if (part_of(p, &pt, false) < 0)
-        return; /* another thread's loop keeps it */
-    p->freed = true;
-    if (!pt) {
-        free(p);
-        return;
-    }
     pt->calls++; /* a TLS close below may wait, and others run meanwhile */
     for (size_t i = 0; i < pt->nbuckets; i++)
         for (cp_host *h = pt->buckets[i]; h; h = h->chain)
@@ -1049,31 +1151,73 @@ void weft_connpool_free(weft_connpool *p)
         forget(pt, c);
         release_slot(pt, h);
         if (rc == 0)
-            close_sock(s, false, false);
+            close_sock(s, false, in_loop);
     }
     pt->calls--;
     part_check(pt);
+}
+
+/* A free from another loop, on pt's. */
+static void free_call(void *arg)
+{
+    cp_part *pt = arg;
+    weft__group *g = pt->loop->group;
+    __atomic_store_n(&pt->free_queued, false, __ATOMIC_RELEASE);
+    free_part(pt, true); /* may free pt and the pool */
+    weft__group_busy(g, -1);
+}
+
+void weft_connpool_free(weft_connpool *p)
+{
+    if (!p)
+        return;
+    weft_loop *l = weft__tls_loop;
+    pthread_mutex_lock(&p->lock);
+    if (p->home && p->home != l) {
+        pthread_mutex_unlock(&p->lock);
+        return; /* a loop alone on another thread keeps it */
+    }
+    __atomic_store_n(&p->freed, true, __ATOMIC_RELEASE);
+    cp_part *here = NULL;
+    for (cp_part *pt = p->parts; pt; pt = pt->pnext) {
+        if (pt->loop == l) {
+            here = pt;
+            continue;
+        }
+        /* Another loop of the group, at its next step.  Until the call
+         * has run it keeps the group going, so the loop is still there to
+         * run it; a group that has ended already is freeing its loops,
+         * and each loop's free hook closes its part's connections. */
+        if (__atomic_load_n(&pt->free_queued, __ATOMIC_ACQUIRE) || !weft__group_enter(p->group))
+            continue;
+        __atomic_store_n(&pt->free_queued, true, __ATOMIC_RELEASE);
+        weft__loop_call_with(pt->loop, &pt->free_post, free_call, pt);
+    }
+    if (!here) {
+        pool_unref_locked(p); /* the user's reference */
+        return;
+    }
+    p->refs--; /* here's reference keeps p until free_part is done */
+    pthread_mutex_unlock(&p->lock);
+    free_part(here, false);
 }
 
 int weft_connpool_stat(const weft_connpool *p, weft_connpool_stats *out)
 {
     if (!p || !out)
         return -EINVAL;
-    cp_part *pt;
-    int rc = part_of((weft_connpool *)p, &pt, false);
-    if (rc < 0)
-        return rc;
     *out = (weft_connpool_stats){
-        .connects = p->connects,
-        .reuses = p->reuses,
-        .stale = p->stale,
-        .expired = p->expired,
+        .idle = __atomic_load_n(&p->nidle, __ATOMIC_RELAXED),
+        .busy = __atomic_load_n(&p->nconn, __ATOMIC_RELAXED),
+        .connecting = __atomic_load_n(&p->connecting, __ATOMIC_RELAXED),
+        .waiting = __atomic_load_n(&p->waiting, __ATOMIC_RELAXED),
+        .connects = __atomic_load_n(&p->connects, __ATOMIC_RELAXED),
+        .reuses = __atomic_load_n(&p->reuses, __ATOMIC_RELAXED),
+        .stale = __atomic_load_n(&p->stale, __ATOMIC_RELAXED),
+        .expired = __atomic_load_n(&p->expired, __ATOMIC_RELAXED),
     };
-    if (pt) {
-        out->idle = pt->nidle;
-        out->busy = pt->nconn - pt->nidle;
-        out->connecting = pt->connecting;
-        out->waiting = pt->waiting;
-    }
+    /* Read one by one while other loops change them: idle may be counted
+     * and busy not yet, or the other way round. */
+    out->busy = out->busy > out->idle ? out->busy - out->idle : 0;
     return 0;
 }

@@ -5,17 +5,23 @@
  *
  * What one loop keeps is a part: a stack of idle objects (the last put is
  * the first got, so the warmest object goes out again).  The part hangs
- * off the loop's state (weft__loop_ext), which destroys what is left when
- * the loop is freed.  Today one loop at a time keeps a pool's objects:
- * p->loop names it, set by the first put on a loop and cleared when that
- * loop is freed; calls from other threads neither see nor touch the part,
- * they create and destroy.
+ * off the loop's state (weft__loop_ext), found in the loop's list, never
+ * through the pool, so a get or a put touches nothing another thread
+ * writes; the loop's free hook destroys what is left.  The loops that may
+ * keep parts are the pool's domain: the first loop that kept its objects,
+ * or, if that loop is one of weft_main's several, every loop of its group.
+ * Other loops neither see nor touch a part: they create and destroy.  The
+ * pool's lock guards only its set of parts and the domain, let go once
+ * the last part has gone.  weft_pool_free destroys the caller's part and
+ * asks the group's other loops to destroy theirs at their next step; the
+ * pool's memory goes with the last part (refs: the user's, one per part).
  *
  * create and destroy are the user's and may block or call the pool: the
  * pool's own state is settled before either runs, never after.
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 typedef struct pool_part pool_part;
@@ -23,10 +29,13 @@ typedef struct pool_loop pool_loop;
 
 struct pool_part {
     weft_pool *pool;
+    weft_loop *loop;
     pool_loop *home;
     void **items; /* idle objects, the newest last */
     size_t n, cap;
-    pool_part *next, *prev; /* the loop's parts */
+    pool_part *next, *prev;   /* the loop's parts */
+    pool_part *pnext, *pprev; /* the pool's parts (under its lock) */
+    weft__post free_post;     /* weft_pool_free from another loop */
 };
 
 /* A loop's parts, one per pool it keeps objects of. */
@@ -38,9 +47,13 @@ struct weft_pool {
     void *(*create)(void *arg);
     void (*destroy)(void *obj, void *arg);
     void *arg;
-    size_t max_idle; /* 0: no limit */
-    weft_loop *loop; /* atomic: the loop that keeps the part; NULL: none */
-    pool_part *part; /* read and written by that loop's thread only */
+    size_t max_idle;      /* 0: no limit */
+    pthread_mutex_t lock; /* what follows */
+    weft_loop *home;      /* the domain: a loop alone, */
+    weft__group *group;   /* or a group's loops; both NULL: none yet */
+    pool_part *parts;
+    unsigned refs; /* the user's, and one per part */
+    bool freed;
 };
 
 static void loop_gone(weft_loop *l, void *state);
@@ -52,38 +65,38 @@ static void destroy(weft_pool *p, void *obj)
         p->destroy(obj, p->arg);
 }
 
-static void unlink_part(pool_part *pt)
-{
-    if (pt->prev)
-        pt->prev->next = pt->next;
-    else
-        pt->home->head = pt->next;
-    if (pt->next)
-        pt->next->prev = pt->prev;
-}
-
-/* The part this thread's loop keeps of p, or NULL (no loop, or another
- * loop keeps p's objects, or none does yet). */
+/* The part this thread's loop keeps of p, or NULL; the one found goes to
+ * the front of the loop's list, for the next call. */
 static pool_part *part_here(const weft_pool *p)
 {
     weft_loop *l = weft__tls_loop;
-    if (!l || __atomic_load_n(&p->loop, __ATOMIC_ACQUIRE) != l)
-        return NULL;
-    return p->part;
+    pool_loop *pl = l ? weft__loop_ext(l, &pools_key) : NULL;
+    pool_part *pt = pl ? pl->head : NULL;
+    while (pt && pt->pool != p)
+        pt = pt->next;
+    if (pt && pt != pl->head) {
+        pt->prev->next = pt->next;
+        if (pt->next)
+            pt->next->prev = pt->prev;
+        pt->prev = NULL;
+        pt->next = pl->head;
+        pl->head->prev = pt;
+        pl->head = pt;
+    }
+    return pt;
 }
 
-/* The part of p this thread's loop keeps, made if no loop keeps one yet.
- * NULL: no loop here, another loop's, or no memory. */
+/* The part of p this thread's loop keeps, made if the loop is in p's
+ * domain (or p has none yet).  NULL: no loop here, outside the domain,
+ * p freed, or no memory. */
 static pool_part *part_make(weft_pool *p)
 {
     weft_loop *l = weft__tls_loop;
     if (!l)
         return NULL;
-    weft_loop *owner = __atomic_load_n(&p->loop, __ATOMIC_ACQUIRE);
-    if (owner == l)
-        return p->part;
-    if (owner)
-        return NULL;
+    pool_part *pt = part_here(p);
+    if (pt)
+        return pt;
     pool_loop *pl = weft__loop_ext(l, &pools_key);
     if (!pl) {
         if (!(pl = weft__sys_calloc(1, sizeof *pl)))
@@ -93,37 +106,84 @@ static pool_part *part_make(weft_pool *p)
             return NULL;
         }
     }
-    pool_part *pt = weft__sys_calloc(1, sizeof *pt);
-    if (!pt)
+    if (!(pt = weft__sys_calloc(1, sizeof *pt)))
         return NULL;
-    weft_loop *none = NULL;
-    if (!__atomic_compare_exchange_n(&p->loop, &none, l, false, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE)) {
-        free(pt); /* another thread's loop took it meanwhile */
+    /* Set before a free on another thread can see it in p's list. */
+    pt->pool = p;
+    pt->loop = l;
+    pt->home = pl;
+    pthread_mutex_lock(&p->lock);
+    bool ours = !p->freed && ((!p->home && !p->group) || p->home == l ||
+                              (p->group && l->group == p->group));
+    if (!ours) {
+        pthread_mutex_unlock(&p->lock);
+        free(pt);
         return NULL;
     }
-    pt->pool = p;
-    pt->home = pl;
+    if (l->nloops > 1)
+        p->group = l->group;
+    else
+        p->home = l;
+    pt->pnext = p->parts;
+    if (p->parts)
+        p->parts->pprev = pt;
+    p->parts = pt;
+    p->refs++;
+    pthread_mutex_unlock(&p->lock);
     pt->next = pl->head;
     if (pl->head)
         pl->head->prev = pt;
     pl->head = pt;
-    p->part = pt;
     return pt;
 }
 
-/* Takes p's part away from its loop (the caller is on that loop's
- * thread) and returns its idle objects for the caller to destroy. */
-static void **part_drop(weft_pool *p, size_t *n)
+static void pool_destroy(weft_pool *p)
 {
-    pool_part *pt = p->part;
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* Drops a reference (the caller holds the lock, which this lets go of);
+ * the last frees p. */
+static void unref_locked(weft_pool *p)
+{
+    bool last = --p->refs == 0;
+    pthread_mutex_unlock(&p->lock);
+    if (last)
+        pool_destroy(p);
+}
+
+/* Frees pt (the caller is on its loop's thread) after destroying its
+ * idle objects, and with the last part and the user's reference gone,
+ * the pool.  destroy runs after the pool's state is settled. */
+static void part_drop(pool_part *pt)
+{
+    weft_pool *p = pt->pool;
+    void (*destroy_fn)(void *, void *) = p->destroy;
+    void *arg = p->arg;
     void **items = pt->items;
-    *n = pt->n;
-    unlink_part(pt);
+    size_t n = pt->n;
+    if (pt->prev)
+        pt->prev->next = pt->next;
+    else
+        pt->home->head = pt->next;
+    if (pt->next)
+        pt->next->prev = pt->prev;
+    pthread_mutex_lock(&p->lock);
+    if (pt->pprev)
+        pt->pprev->pnext = pt->pnext;
+    else
+        p->parts = pt->pnext;
+    if (pt->pnext)
+        pt->pnext->pprev = pt->pprev;
+    if (!p->parts)
+        p->home = NULL, p->group = NULL; /* the next loop to use it may take it */
     free(pt);
-    p->part = NULL;
-    __atomic_store_n(&p->loop, NULL, __ATOMIC_RELEASE);
-    return items;
+    unref_locked(p);
+    if (destroy_fn)
+        for (size_t i = 0; i < n; i++)
+            destroy_fn(items[i], arg);
+    free(items);
 }
 
 /* The loop is being freed: destroy what its parts keep.  Its coroutines
@@ -132,15 +192,18 @@ static void loop_gone(weft_loop *l, void *state)
 {
     pool_loop *pl = state;
     (void)l;
-    while (pl->head) {
-        weft_pool *p = pl->head->pool;
-        size_t n;
-        void **items = part_drop(p, &n);
-        for (size_t i = 0; i < n; i++)
-            destroy(p, items[i]);
-        free(items);
-    }
+    while (pl->head)
+        part_drop(pl->head);
     free(pl);
+}
+
+/* A free from another loop, on pt's. */
+static void free_call(void *arg)
+{
+    pool_part *pt = arg;
+    weft__group *g = pt->loop->group;
+    part_drop(pt);
+    weft__group_busy(g, -1);
 }
 
 int weft_pool_new(weft_pool **out, void *(*create)(void *arg),
@@ -151,6 +214,8 @@ int weft_pool_new(weft_pool **out, void *(*create)(void *arg),
     weft_pool *p = weft__sys_calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
+    pthread_mutex_init(&p->lock, NULL);
+    p->refs = 1;
     p->create = create;
     p->destroy = destroy_fn;
     p->arg = arg;
@@ -219,16 +284,31 @@ void weft_pool_free(weft_pool *p)
 {
     if (!p)
         return;
-    weft_loop *owner = __atomic_load_n(&p->loop, __ATOMIC_ACQUIRE);
-    if (owner && owner != weft__tls_loop)
-        return; /* another thread's loop keeps its objects */
-    size_t n = 0;
-    void **items = owner ? part_drop(p, &n) : NULL;
-    void (*destroy_fn)(void *, void *) = p->destroy;
-    void *arg = p->arg;
-    free(p);
-    if (destroy_fn)
-        for (size_t i = 0; i < n; i++)
-            destroy_fn(items[i], arg);
-    free(items);
+    weft_loop *l = weft__tls_loop;
+    pthread_mutex_lock(&p->lock);
+    if (p->home && p->home != l) {
+        pthread_mutex_unlock(&p->lock);
+        return; /* a loop alone on another thread keeps its objects */
+    }
+    p->freed = true;
+    pool_part *here = NULL;
+    for (pool_part *pt = p->parts; pt; pt = pt->pnext) {
+        if (pt->loop == l) {
+            here = pt;
+            continue;
+        }
+        /* Another loop of the group, at its next step.  Until the call
+         * has run it keeps the group going, so the loop is still there to
+         * run it; a group that has ended already is freeing its loops,
+         * and each loop's free hook destroys its part. */
+        if (weft__group_enter(p->group))
+            weft__loop_call_with(pt->loop, &pt->free_post, free_call, pt);
+    }
+    if (!here) {
+        unref_locked(p); /* the user's reference */
+        return;
+    }
+    p->refs--; /* here's reference keeps p until it is dropped */
+    pthread_mutex_unlock(&p->lock);
+    part_drop(here);
 }
