@@ -1,8 +1,9 @@
 /*
  * test_threads.c - weft_main with several loops: weft_go_on, the group's
  * end, weft_loop_index/count, cancel and join across loops, posts from
- * plain threads (RELIABILITY #51, #68, #69).  Races are checked under
- * ThreadSanitizer by check_loops_threads.c.
+ * plain threads (RELIABILITY #51, #68).  A loop freed while threads post
+ * (#69), and races, are check_loops_threads.c's (under ThreadSanitizer
+ * too).
  */
 #include "helpers.h"
 
@@ -374,63 +375,4 @@ Test(threads, a_million_posts_from_four_threads_each_run_once, .timeout = 300)
     weft_config cfg = threads_cfg(2);
     cr_assert_eq(weft_main(posts_main, NULL, &cfg), 0);
     cr_assert_eq(atomic_load(&posts_ran), (long)POSTERS * POSTS_EACH);
-}
-
-/* ---- a loop freed while threads post (#69) ----------------------------------------- */
-
-static weft_loop *ending;
-static atomic_long accepted, ran_late;
-static atomic_int stopped_posters;
-
-static void counted(void *arg)
-{
-    (void)arg;
-    atomic_fetch_add(&ran_late, 1);
-}
-
-static void *post_until_refused(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int rc = weft_loop_post(ending, counted, NULL);
-        if (rc == 0)
-            atomic_fetch_add(&accepted, 1);
-        else if (rc == -ESHUTDOWN)
-            break;
-        else
-            return (void *)1;
-        usleep(10); /* as fast as the loop takes them, not faster */
-    }
-    atomic_fetch_add(&stopped_posters, 1);
-    return NULL;
-}
-
-/* Cancelled by the free, it holds the loop (and so its memory) until every
- * poster has been refused: after that nobody touches the loop. */
-static void guard(void *arg)
-{
-    (void)arg;
-    weft_sleep(60000);
-    while (atomic_load(&stopped_posters) < POSTERS)
-        usleep(1000);
-}
-
-Test(threads, posts_while_the_loop_is_freed_run_or_are_refused, .timeout = 120)
-{
-    accepted = ran_late = stopped_posters = 0;
-    cr_assert_eq(weft_loop_new(&ending, NULL), 0);
-    cr_assert_gt(weft_go(guard, NULL), 0);
-    pthread_t t[POSTERS];
-    for (intptr_t k = 0; k < POSTERS; k++)
-        cr_assert_eq(pthread_create(&t[k], NULL, post_until_refused, NULL), 0);
-    cr_assert_eq(weft_loop_run(ending, 200), -ETIMEDOUT);
-    weft_loop_free(ending);
-    for (int k = 0; k < POSTERS; k++) {
-        void *res;
-        pthread_join(t[k], &res);
-        cr_assert_null(res);
-    }
-    cr_assert_gt(atomic_load(&accepted), 0);
-    cr_assert_eq(atomic_load(&ran_late), atomic_load(&accepted), "ran %ld of %ld accepted",
-                 atomic_load(&ran_late), atomic_load(&accepted));
 }
