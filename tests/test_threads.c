@@ -376,3 +376,67 @@ Test(threads, a_million_posts_from_four_threads_each_run_once, .timeout = 300)
     cr_assert_eq(weft_main(posts_main, NULL, &cfg), 0);
     cr_assert_eq(atomic_load(&posts_ran), (long)POSTERS * POSTS_EACH);
 }
+
+/* ---- sync objects made on a loop of the group ------------------------------------- */
+
+#define SHARED_WORKERS 16
+#define SHARED_ROUNDS 2000
+
+static weft_mutex *sh_mutex;
+static weft_wg *sh_wg;
+static weft_chan *sh_chan;
+static long sh_counter;
+static atomic_int sh_failed;
+
+static void shared_worker(void *arg)
+{
+    long me = (long)(intptr_t)arg;
+    for (int i = 0; i < SHARED_ROUNDS; i++) {
+        if (weft_mutex_lock(sh_mutex, 10000) != 0) {
+            atomic_store(&sh_failed, 1);
+            break;
+        }
+        sh_counter++; /* the mutex is all that keeps the loops apart here */
+        weft_mutex_unlock(sh_mutex);
+    }
+    if (weft_chan_send(sh_chan, &me, 10000) != 0)
+        atomic_store(&sh_failed, 2);
+    weft_wg_done(sh_wg);
+}
+
+static int shared_main(void *arg)
+{
+    (void)arg;
+    /* Made on loop 0 of four: shared, so every loop's coroutines may use them. */
+    if (weft_mutex_new(&sh_mutex) || weft_wg_new(&sh_wg) ||
+        weft_chan_new(&sh_chan, sizeof(long), 4))
+        return 1;
+    weft_wg_add(sh_wg, SHARED_WORKERS);
+    for (int i = 0; i < SHARED_WORKERS; i++)
+        if (weft_go_on(i % weft_loop_count(), shared_worker, (void *)(intptr_t)i) <= 0)
+            return 2;
+    long seen = 0, v;
+    for (int i = 0; i < SHARED_WORKERS; i++) {
+        if (weft_chan_recv(sh_chan, &v, 10000) != 0 || v < 0 || v >= SHARED_WORKERS)
+            return 3;
+        seen |= 1L << v;
+    }
+    if (weft_wg_wait(sh_wg, 10000) != 0)
+        return 4;
+    if (seen != (1L << SHARED_WORKERS) - 1)
+        return 5;
+    weft_chan_free(sh_chan);
+    weft_wg_free(sh_wg);
+    weft_mutex_free(sh_mutex);
+    return 0;
+}
+
+Test(threads, sync_objects_made_on_a_loop_of_the_group_work_on_every_loop, .timeout = 120)
+{
+    sh_counter = 0;
+    sh_failed = 0;
+    weft_config cfg = threads_cfg(4);
+    cr_assert_eq(weft_main(shared_main, NULL, &cfg), 0);
+    cr_assert_eq(atomic_load(&sh_failed), 0);
+    cr_assert_eq(sh_counter, (long)SHARED_WORKERS * SHARED_ROUNDS);
+}
