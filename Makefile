@@ -4,7 +4,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build demo test test-asan test-tsan test-ucontext check-arm64 bench clean format
+.PHONY: all build demo test test-asan test-tsan test-ucontext test-backends check-arm64 bench clean format
 
 all: build
 
@@ -33,6 +33,19 @@ test-asan:
 	@$(MAKE) --no-print-directory test BUILD=build-asan \
 	    CMAKE_ARGS="-DWEFT_SANITIZE=address,undefined -DWEFT_BUILD_BENCH=OFF"
 
+# The suite on the backends `make test` does not choose ($WEFT_BACKEND),
+# then on io_uring, whose kernel writes into buffers, under ASan+UBSan and
+# (the threaded tests) TSan.  Needs the builds of test, test-asan, test-tsan.
+test-backends:
+	@for b in io_uring poll; do \
+	    echo "== WEFT_BACKEND=$$b"; \
+	    (cd $(BUILD) && WEFT_BACKEND=$$b ctest --output-on-failure --repeat until-pass:2) || exit 1; \
+	done
+	@echo "== WEFT_BACKEND=io_uring, ASan+UBSan"
+	@cd build-asan && WEFT_BACKEND=io_uring ctest --output-on-failure --repeat until-pass:2
+	@echo "== WEFT_BACKEND=io_uring, TSan"
+	@cd build-tsan && WEFT_BACKEND=io_uring ctest --output-on-failure --repeat until-pass:2 -L threads
+
 # The threaded tests under ThreadSanitizer.
 test-tsan:
 	@scripts/deps.sh test
@@ -50,7 +63,7 @@ check-arm64:
 	@scripts/deps.sh arm64
 	@cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
 	    -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF \
-	    -DWEFT_WITH_TLS=OFF -DWEFT_WITH_ARES=OFF >/dev/null
+	    -DWEFT_WITH_TLS=OFF -DWEFT_WITH_ARES=OFF -DWEFT_WITH_URING=OFF >/dev/null
 	@cmake --build build-arm64 -j $(JOBS) --target weft_static
 	@aarch64-linux-gnu-gcc -O2 -Iinclude tests/check_switch.c build-arm64/libweft.a \
 	    -lpthread -lm -o build-arm64/check_switch

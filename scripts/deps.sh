@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh build|test|arm64|bench
 # As root it runs apt-get; otherwise it prints the one line to run and fails.
 set -eu
-build="gcc make cmake pkg-config libssl-dev libc-ares-dev"
+build="gcc make cmake pkg-config libssl-dev libc-ares-dev liburing-dev"
 case "${1:-build}" in
 build) pkgs="$build" ;;
 test) pkgs="$build libcriterion-dev valgrind openssl dnsmasq-base iproute2 socat" ;;

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <sys/epoll.h>
 #ifdef WEFT_USE_UCONTEXT
 #include <ucontext.h>
 #endif
@@ -32,6 +33,7 @@ typedef struct weft__wait weft__wait;
 typedef struct weft__waitq weft__waitq;
 typedef struct weft__stack weft__stack;
 typedef struct weft__backend weft__backend;
+typedef struct weft__bop weft__bop;
 
 /* What a backend watches: a socket, or one of the loop's own descriptors. */
 typedef struct weft__pollent {
@@ -499,8 +501,81 @@ struct weft__backend {
      * reports each event that holds now once more, even if it held before:
      * for interest that arrives after the edge was consumed. */
     int (*rearm)(weft_loop *l, weft__pollent *e, int events);
+    /* A backend that cannot report edges (poll) reports an event of a
+     * socket once and then stops watching for it: a waiter about to park
+     * for events of e (after EAGAIN) asks for them again.  NULL: edges. */
+    void (*want)(weft_loop *l, weft__pollent *e, int events);
+    /* A completion backend (io_uring) carries operations out itself; NULL
+     * for one that only tells readiness.  submit queues op, whose memory
+     * is the caller's until it completes, to go to the kernel at the next
+     * wait (or flush); on completion it sets op->res and op->done and wakes
+     * op->w.  Returns 0, or -EAGAIN: no room, the caller does it itself. */
+    int (*submit)(weft_loop *l, weft__bop *op);
+    /* Asks for op's early end: it completes soon, with -ECANCELED or with
+     * what it had done already.  Never fails. */
+    void (*cancel)(weft_loop *l, weft__bop *op);
+    /* Hands every queued submission to the kernel now: before a descriptor
+     * that queued operations name is closed (they name it by number until
+     * submitted). */
+    void (*flush)(weft_loop *l);
 };
 
 extern const weft__backend weft__backend_epoll;
+extern const weft__backend weft__backend_poll;
+#ifdef WEFT_HAVE_URING
+extern const weft__backend weft__backend_uring;
+#endif
+
+/* The epoll set (poll_epoll.c), which the io_uring backend keeps for
+ * readiness too: the first member of either backend's state. */
+#define WEFT__EPOLL_EVENTS 256
+typedef struct weft__epoll_set {
+    int epfd;
+    struct epoll_event *ev; /* WEFT__EPOLL_EVENTS of them */
+} weft__epoll_set;
+int weft__epoll_open(weft__epoll_set *st);
+void weft__epoll_close(weft__epoll_set *st);
+/* The epoll backend's calls, on l->be_data that starts with a set. */
+int weft__epoll_arm(weft_loop *l, weft__pollent *e, int events);
+int weft__epoll_rearm(weft_loop *l, weft__pollent *e, int events);
+int weft__epoll_disarm(weft_loop *l, weft__pollent *e);
+int weft__epoll_wait(weft_loop *l, int timeout_ms);
+
+/* ---- operations a completion backend carries out ------------------------ */
+
+enum {
+    WEFT__BOP_RECV,    /* recv(fd, buf, len, flags) */
+    WEFT__BOP_SEND,    /* send(fd, buf, len, flags) */
+    WEFT__BOP_RECVMSG, /* recvmsg(fd, buf: struct msghdr *, flags) */
+    WEFT__BOP_SENDMSG, /* sendmsg(fd, buf: struct msghdr *, flags) */
+    WEFT__BOP_ACCEPT,  /* accept4(fd, NULL, NULL, flags): res is the new fd */
+    WEFT__BOP_CONNECT, /* connect(fd, buf: struct sockaddr *, len) */
+};
+
+/* One operation in a completion backend: lives on the stack of the
+ * coroutine that waits for it (weft__bop_run). */
+struct weft__bop {
+    unsigned char kind;
+    bool done;      /* completed: res is its result */
+    int fd;
+    int flags;
+    void *buf;
+    size_t len;
+    int res;        /* bytes, or -errno */
+    weft__wait *w;  /* the waiting coroutine's wait; NULL: none to wake */
+};
+
+/* Has l's backend carry op out and waits for it, in a coroutine of l.
+ * Returns op's result (>= 0 or -errno).  A deadline or a cancel that
+ * comes first asks the backend to stop the operation and still waits for
+ * its completion, so that no buffer of the caller is written after the
+ * return: then -ETIMEDOUT, -ECANCELED (or -ENOMEM, the timer heap), unless
+ * the operation completed anyway (a cancel is then kept for the next
+ * call).  -EAGAIN: not submitted (no room, or the deadline had passed):
+ * the caller does the operation itself, without waiting. */
+int weft__bop_run(weft_loop *l, weft__bop *op, int64_t deadline);
+/* Parks the running coroutine until weft__wake(w): no deadline, and a
+ * cancel or a closing loop does not end it (a cancel stays pending). */
+void weft__park_hard(weft__wait *w);
 
 #endif /* WEFT_INTERNAL_H */

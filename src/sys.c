@@ -52,6 +52,11 @@ static int fail(weft_fault_kind kind)
     return 1;
 }
 
+int weft__sys_fail(int kind)
+{
+    return (unsigned)kind < WEFT_FAULT_KINDS && fail((weft_fault_kind)kind);
+}
+
 int weft__sys_socket(int domain, int type, int proto)
 {
     return fail(WEFT_FAULT_SOCKET) ? -1 : socket(domain, type, proto);

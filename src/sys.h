@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The fault kinds (weft_fault_kind), which the library names in every build. */
+#include "weft/testing.h"
+
 #ifdef WEFT_TESTING
 int weft__sys_socket(int domain, int type, int proto);
 int weft__sys_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
@@ -36,7 +39,11 @@ void *weft__sys_malloc(size_t n);
 void *weft__sys_calloc(size_t n, size_t size);
 void *weft__sys_realloc(void *p, size_t n);
 void *weft__sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* For what is not a libc call (io_uring): counts a call of kind (a
+ * weft_fault_kind) and returns 1, with errno set, if it must fail. */
+int weft__sys_fail(int kind);
 #else
+#define weft__sys_fail(kind) 0
 #define weft__sys_socket socket
 #define weft__sys_accept4 accept4
 #define weft__sys_connect connect

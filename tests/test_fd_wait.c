@@ -9,6 +9,7 @@
  * descriptor's waiters; allocation failures leave nothing behind.
  */
 #include "helpers.h"
+#include "internal.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -29,8 +30,19 @@
 #include <unistd.h>
 
 /* Whether fd is on an epoll instance of this process. */
+/* Whether fd is on this thread's loop's poller: the backend's arm says
+ * -EEXIST for a descriptor it watches (and a probe it took is taken off
+ * again).  With no loop, any epoll set of the process. */
 static bool registered(int fd)
 {
+    weft_loop *l = weft_loop_self();
+    if (l) {
+        weft__pollent probe = {.fd = fd, .on_event = NULL};
+        int rc = l->be->arm(l, &probe, WEFT__EV_IN);
+        if (rc == 0)
+            l->be->disarm(l, &probe);
+        return rc == -EEXIST;
+    }
     DIR *d = opendir("/proc/self/fd");
     struct dirent *de;
     bool found = false;
@@ -627,7 +639,9 @@ Test(fd_wait, weft_socket_descriptor, .timeout = 60)
     cr_assert_eq(rc_[0], -ETIMEDOUT);
     cr_assert_eq(rc_[1], -EEXIST, "%s", weft_err_name(rc_[1]));
     cr_assert_eq(rc_[2], -ETIMEDOUT, "%s", weft_err_name(rc_[2]));
-    cr_assert_eq(rc_[3], -EEXIST, "%s", weft_err_name(rc_[3]));
+    /* io_uring: the receive waits in the ring, not on the poller. */
+    int want3 = strcmp(weft_backend(), "io_uring") == 0 ? -ETIMEDOUT : -EEXIST;
+    cr_assert_eq(rc_[3], want3, "%s on %s", weft_err_name(rc_[3]), weft_backend());
     cr_assert_eq(rc_[4], 1, "%s", weft_err_name(rc_[4]));
 }
 

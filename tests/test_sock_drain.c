@@ -103,7 +103,9 @@ Test(sock_drain, tcp_short_read_still_skips_the_eagain_syscall, .timeout = 30)
     cr_assert_eq(weft_main(shortcut_main, &o, NULL), 0);
     cr_assert_eq(o.r[0], 2);
     cr_assert_eq(o.r[1], -ETIMEDOUT);
-    cr_assert_eq(o.recvs, 0, "%lu receive syscalls after a short read", o.recvs);
+    /* io_uring: the one receive is the ring's, which waits (no EAGAIN). */
+    unsigned long want = strcmp(weft_backend(), "io_uring") == 0 ? 1 : 0;
+    cr_assert_eq(o.recvs, want, "%lu receives after a short read on %s", o.recvs, weft_backend());
 }
 
 /* ---- SOCK_SEQPACKET --------------------------------------------------------- */

@@ -477,6 +477,12 @@ case_errors() {
     port=$(listening_port closed.err) || fail "weft-cat -l did not listen"
     kill "$wpid"
     wait "$wpid" 2>/dev/null
+    # On io_uring the kernel tears a dead process's ring down afterwards,
+    # and the listener with it: wait until nothing listens there.
+    for _ in $(seq 100); do
+        ss -Hltn "sport = :$port" | grep -q . || break
+        sleep 0.05
+    done
     timeout 30 "$wcat" -w 5 127.0.0.1 "$port" </dev/null 2>refused.err
     rc=$?
     [ "$rc" = 1 ] && grep -q "refused" refused.err || fail "refused: exit $rc, $(cat refused.err)"

@@ -51,7 +51,10 @@ typedef struct weft_config {
                               * -fstack-clash-protection (weft's own is), which touches
                               * every page of a large frame on entry, so that an array on
                               * the stack then costs all its pages even while unused */
-    const char *backend;     /* "epoll"; NULL or "" = $WEFT_BACKEND, else the best available */
+    const char *backend;     /* "epoll", "io_uring" or "poll"; NULL or "" = $WEFT_BACKEND,
+                              * else the fastest here (README).  io_uring that cannot be
+                              * set up (ENOSYS, EPERM under seccomp or io_uring_disabled,
+                              * RLIMIT_MEMLOCK) gives epoll; weft_backend() tells */
     const char *resolver;    /* "ares" (c-ares on the loop) or "system" (getaddrinfo on a
                               * worker pool, for nsswitch); NULL or "" = $WEFT_RESOLVER, else
                               * "ares" ("system" in a build without c-ares) */
@@ -279,10 +282,20 @@ WEFT_EXTERN void weft_loop_stop(weft_loop *l);
  * work to do (I/O ready, a timer due, coroutines ready to run), for another
  * event loop to watch.  Owned by the loop.  The first call creates a timer
  * descriptor: it can fail with -EMFILE, -ENFILE, -ENOMEM or -ENOSPC; l
- * NULL or another thread's loop is -EINVAL.  From
- * then on every step asks the poller (the fd's state must stay true), which
- * costs a syscall per step that a loop nobody watches would skip. */
+ * NULL or another thread's loop is -EINVAL.  On io_uring the first call
+ * also sets the ring up anew, in a mode that posts completions as they
+ * come (the one a thread asleep in poll(2) sees): ask for the fd before
+ * any coroutine waits on a socket, else -EBUSY.  The poll backend has no
+ * such descriptor: -ENOTSUP.  From then on every step
+ * asks the poller (the fd's state must stay true), which costs a syscall
+ * per step that a loop nobody watches would skip. */
 WEFT_EXTERN int weft_loop_fd(const weft_loop *l);
+
+/* The name of the backend this thread's loop runs on ("epoll", "io_uring"
+ * or "poll"); outside a loop, the one weft_config.backend NULL would ask
+ * for here (io_uring may still fall back to epoll when a loop is made),
+ * NULL if $WEFT_BACKEND names none built in.  Never blocks. */
+WEFT_EXTERN const char *weft_backend(void);
 
 /* This thread's loop (weft_loop_new's, or one of weft_main's), NULL
  * outside any loop: for a thread of its own to weft_loop_post to. */

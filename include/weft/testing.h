@@ -25,6 +25,10 @@ typedef enum weft_fault_kind {
     WEFT_FAULT_RECV,    /* recv(), recvmsg(), recvfrom(), recvmmsg() */
     WEFT_FAULT_MALLOC,  /* malloc(), calloc(), realloc() */
     WEFT_FAULT_MMAP,    /* mmap() of coroutine stacks */
+    WEFT_FAULT_RING,    /* io_uring: setting a ring up; room for a submission (the
+                         * operation is then done with a syscall, as on epoll).  An
+                         * operation the ring carries out counts as a call of its
+                         * kind (SEND, RECV) and fails before it is submitted */
     WEFT_FAULT_KINDS
 } weft_fault_kind;
 

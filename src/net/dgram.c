@@ -70,10 +70,16 @@ typedef struct sendto_op {
 static ssize_t do_sendto(weft__sock *s, void *ctx)
 {
     sendto_op *o = ctx;
-    const struct sockaddr *sa = o->to ? &o->to->u.sa : NULL;
-    ssize_t r = weft__sys_sendto(s->pe.fd, o->buf, o->n, SEND_FLAGS, sa, o->to ? o->to->len : 0);
+    /* sendto(2) as a sendmsg, which the ring carries out too. */
+    struct iovec v = { (void *)o->buf, o->n };
+    struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+    if (o->to) {
+        m.msg_name = (void *)&o->to->u.sa;
+        m.msg_namelen = o->to->len;
+    }
+    ssize_t r = weft__sock_sys_sendmsg(s, &m, SEND_FLAGS);
     s->sent = o->sent = r >= 0 ? (size_t)r : 0;
-    return r >= 0 ? r : sys_err();
+    return r;
 }
 
 ssize_t weft_sendto(weft_sock *h, const void *buf, size_t n, const weft_addr *to,
@@ -98,12 +104,18 @@ static ssize_t do_recvfrom(weft__sock *s, void *ctx)
 {
     recvfrom_op *o = ctx;
     weft_addr a;
-    a.len = sizeof a.u;
-    ssize_t r = weft__sys_recvfrom(s->pe.fd, o->buf, o->n, RECV_FLAGS, o->from ? &a.u.sa : NULL,
-                                   o->from ? &a.len : NULL);
-    if (r < 0)
-        return sys_err();
+    /* recvfrom(2) as a recvmsg, which the ring carries out too. */
+    struct iovec v = { o->buf, o->n };
+    struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
     if (o->from) {
+        m.msg_name = &a.u.sa;
+        m.msg_namelen = sizeof a.u;
+    }
+    ssize_t r = weft__sock_sys_recvmsg(s, &m, RECV_FLAGS);
+    if (r < 0)
+        return r;
+    if (o->from) {
+        a.len = m.msg_namelen;
         clear_addr_tail(&a);
         *o->from = a;
     }

@@ -92,6 +92,11 @@ static owned *owned_of(weft_loop *l, bool make)
 static void link_owned(owned *o, weft__sock *s, weft_loop *l)
 {
     s->loop = l;
+    /* On a completion backend its receives and sends go through the ring. */
+    if (l->be->submit)
+        s->flags |= WEFT__SOCK_RING;
+    else
+        s->flags &= ~(unsigned)WEFT__SOCK_RING;
     s->lprev = NULL;
     s->lnext = o->head;
     if (o->head)

@@ -148,6 +148,8 @@ static int wait_ready(weft__sock *s, int dir, int64_t deadline)
     int rc;
     if (!s->armed && (rc = arm(s, l)) < 0)
         return rc;
+    if (l->be->want)
+        l->be->want(l, &s->pe, dir);
     weft__wait w, twin;
     if (dir == (WEFT__EV_IN | WEFT__EV_OUT))
         return weft__park2(&w, &s->rq, &twin, &s->wq, deadline);
@@ -227,6 +229,48 @@ ssize_t weft__sock_send_io(weft__sock *s, int64_t timeout_ms, weft__sock_op op, 
     return r;
 }
 
+/* weft__sock_io on a completion backend: the op's receives and sends go
+ * through the ring and wait there (the weft__sock_sys_* calls), so there
+ * is no fast path to try first.  An op they cannot serve falls back to
+ * the syscall and to waiting for readiness, as on epoll. */
+static ssize_t ring_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
+{
+    bool in = dir == WEFT__EV_IN;
+    bool *ready = in ? &s->rready : &s->wready;
+    int64_t deadline = weft__deadline(timeout_ms);
+    s->refs++;
+    ssize_t r = take(s, dir, deadline);
+    if (r < 0)
+        goto out;
+    if (in) {
+        s->rring = true;
+        s->rdeadline = deadline;
+    } else {
+        s->wring = true;
+        s->wdeadline = deadline;
+    }
+    for (;;) {
+        r = op(s, ctx);
+        if (r == -EINTR)
+            continue;
+        if (r != -EAGAIN)
+            break;
+        *ready = false;
+        if ((r = weft__sock_wait(s, dir, deadline)) < 0)
+            break;
+    }
+    if (in)
+        s->rring = false;
+    else
+        s->wring = false;
+    give(s, dir);
+    if (r < 0 && s->closing)
+        r = -EBADF; /* its operation was stopped by the close */
+out:
+    weft__sock_unref(s);
+    return r;
+}
+
 ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op op, void *ctx)
 {
     bool *ready = dir == WEFT__EV_IN ? &s->rready : &s->wready;
@@ -234,6 +278,9 @@ ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op 
     ssize_t r;
     bool tried = false;
 
+    if (WEFT__UNLIKELY((s->flags & (WEFT__SOCK_RING | WEFT__SOCK_FDBLOCK)) == WEFT__SOCK_RING) &&
+        weft__current())
+        return ring_io(s, dir, timeout_ms, op, ctx);
     /* Fast path: nobody else holds the direction and it may be ready. */
     if (!busy && *ready) {
         do
@@ -272,6 +319,112 @@ out:
     return r;
 }
 
+/* ---- the syscalls of an op, or the ring's operations ------------------------ */
+
+static ssize_t errno_result(ssize_t r)
+{
+    return r >= 0 ? r : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
+{
+    bool in = op->kind == WEFT__BOP_RECV || op->kind == WEFT__BOP_RECVMSG ||
+              op->kind == WEFT__BOP_ACCEPT;
+    int64_t deadline = in ? s->rdeadline : s->wdeadline;
+    /* Out of time: "only try" is the syscall's (counted there, not here). */
+    if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
+        return -EAGAIN;
+    (void)fault; /* unused outside the testing build */
+    if (weft__sys_fail(fault))
+        return -errno;
+    op->fd = s->pe.fd;
+    if (op->kind != WEFT__BOP_ACCEPT && op->kind != WEFT__BOP_CONNECT)
+        op->flags &= ~MSG_DONTWAIT; /* the ring waits for readiness itself */
+    weft__bop **held = in ? &s->rop : &s->wop;
+    *held = op;
+    ssize_t r = weft__bop_run(s->loop, op, deadline);
+    *held = NULL;
+    return r;
+}
+
+ssize_t weft__sock_sys_recv(weft__sock *s, void *buf, size_t n, int flags)
+{
+    if (s->rring) {
+        weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return errno_result(weft__sys_recv(s->pe.fd, buf, n, flags));
+}
+
+ssize_t weft__sock_sys_recvmsg(weft__sock *s, struct msghdr *m, int flags)
+{
+    if (s->rring) {
+        weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return errno_result(weft__sys_recvmsg(s->pe.fd, m, flags));
+}
+
+ssize_t weft__sock_sys_send(weft__sock *s, const void *buf, size_t n, int flags)
+{
+    if (s->wring) {
+        weft__bop op = { .kind = WEFT__BOP_SEND, .flags = flags, .buf = (void *)buf, .len = n };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return errno_result(weft__sys_send(s->pe.fd, buf, n, flags));
+}
+
+ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
+{
+    if (s->wring) {
+        weft__bop op = { .kind = WEFT__BOP_SENDMSG, .flags = flags, .buf = (void *)m };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return errno_result(weft__sys_sendmsg(s->pe.fd, m, flags));
+}
+
+int weft__sock_sys_accept(weft__sock *s, int flags)
+{
+    if (s->rring) {
+        weft__bop op = { .kind = WEFT__BOP_ACCEPT, .flags = flags };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_ACCEPT);
+        if (r != -EAGAIN)
+            return (int)r;
+    }
+    int fd = weft__sys_accept4(s->pe.fd, NULL, NULL, flags);
+    return fd >= 0 ? fd : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* ---- close ------------------------------------------------------------------- */
+
+void weft__sock_send_away(weft__sock *s)
+{
+    weft__wake_all(&s->rq, -EBADF);
+    weft__wake_all(&s->wq, -EBADF);
+    weft__wake_all(&s->rlock, -EBADF);
+    weft__wake_all(&s->wlock, -EBADF);
+    if (s->rop || s->wop) {
+        /* Operations in the ring hold the file open (no FIN would go out
+         * at close) and, until submitted, name the descriptor by its
+         * number: stop them now and have the kernel act on that, before
+         * the number can be freed. */
+        weft_loop *l = s->loop;
+        if (s->rop)
+            l->be->cancel(l, s->rop);
+        if (s->wop)
+            l->be->cancel(l, s->wop);
+        l->be->flush(l);
+    }
+}
+
 int weft__sock_close(weft__sock *s, bool reset)
 {
     if (weft__sock_claim(s) < 0)
@@ -283,10 +436,7 @@ int weft__sock_close_claimed(weft__sock *s, bool reset)
 {
     /* Waiters leave first: each holds a reference, and a layer's state
      * that it may still point at is about to go. */
-    weft__wake_all(&s->rq, -EBADF);
-    weft__wake_all(&s->wq, -EBADF);
-    weft__wake_all(&s->rlock, -EBADF);
-    weft__wake_all(&s->wlock, -EBADF);
+    weft__sock_send_away(s);
     if (s->ops) {
         const weft__sock_ops *ops = s->ops;
         s->ops = NULL;
@@ -340,7 +490,7 @@ int weft_reset(weft_sock *h)
  * the data just read, and edge triggering would never report it again. */
 static inline bool drained_by_short_read(const weft__sock *s)
 {
-    return (s->flags & WEFT__SOCK_DRAINS) && !s->rhup;
+    return (s->flags & WEFT__SOCK_DRAINS) && !s->rhup && !s->rring;
 }
 
 typedef struct recv_op {
@@ -355,10 +505,9 @@ static ssize_t do_recv(weft__sock *s, void *ctx)
     size_t want = o->n - o->got;
     if (s->flags & WEFT__SOCK_DGRAM) {
         /* MSG_TRUNC: the datagram's whole length, so a cut one shows. */
-        ssize_t r = weft__sys_recv(s->pe.fd, o->buf, o->n, MSG_DONTWAIT | MSG_TRUNC);
-        return r >= 0 ? r : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        return weft__sock_sys_recv(s, o->buf, o->n, MSG_DONTWAIT | MSG_TRUNC);
     }
-    ssize_t r = weft__sys_recv(s->pe.fd, o->buf + o->got, want, MSG_DONTWAIT);
+    ssize_t r = weft__sock_sys_recv(s, o->buf + o->got, want, MSG_DONTWAIT);
     if (r > 0) {
         o->got += (size_t)r;
         if (!o->all || o->got == o->n) {
@@ -375,7 +524,7 @@ static ssize_t do_recv(weft__sock *s, void *ctx)
             return 0;
         return -ECONNRESET; /* closed part-way through a recvn */
     }
-    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return r;
 }
 
 ssize_t weft_recv(weft_sock *h, void *buf, size_t n, int64_t timeout_ms)
@@ -418,13 +567,10 @@ static ssize_t do_recvv(weft__sock *s, void *ctx)
     struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
     /* MSG_TRUNC: a datagram's whole length, as weft_recv gives. */
     int flags = MSG_DONTWAIT | (s->flags & WEFT__SOCK_DGRAM ? MSG_TRUNC : 0);
-    ssize_t r = weft__sys_recvmsg(s->pe.fd, &m, flags);
-    if (r >= 0) {
-        if (r > 0 && (size_t)r < o->want && drained_by_short_read(s))
-            s->rready = false;
-        return r;
-    }
-    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    ssize_t r = weft__sock_sys_recvmsg(s, &m, flags);
+    if (r > 0 && (size_t)r < o->want && drained_by_short_read(s))
+        s->rready = false;
+    return r;
 }
 
 ssize_t weft__iov_total(const struct iovec *iov, int iovcnt)
@@ -465,7 +611,7 @@ typedef struct send_op {
 static ssize_t do_send(weft__sock *s, void *ctx)
 {
     send_op *o = ctx;
-    ssize_t r = weft__sys_send(s->pe.fd, o->buf + o->done, o->n - o->done, SEND_FLAGS);
+    ssize_t r = weft__sock_sys_send(s, o->buf + o->done, o->n - o->done, SEND_FLAGS);
     if (r >= 0) {
         o->done += (size_t)r;
         s->sent = o->done;
@@ -473,7 +619,7 @@ static ssize_t do_send(weft__sock *s, void *ctx)
         return o->done == o->n ? (ssize_t)o->n : -EINTR;
     }
     s->sent = o->done;
-    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return r;
 }
 
 ssize_t weft_send(weft_sock *h, const void *buf, size_t n, int64_t timeout_ms)
@@ -507,9 +653,9 @@ static ssize_t do_sendv(weft__sock *s, void *ctx)
     if (s->flags & WEFT__SOCK_DGRAM) {
         /* One datagram of every iovec: never cut into windows. */
         struct msghdr m = { .msg_iov = (struct iovec *)o->iov, .msg_iovlen = (size_t)o->iovcnt };
-        ssize_t r = weft__sys_sendmsg(s->pe.fd, &m, SEND_FLAGS);
+        ssize_t r = weft__sock_sys_sendmsg(s, &m, SEND_FLAGS);
         if (r < 0)
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+            return r;
         o->done = (size_t)r;
         s->sent = o->done;
         return (ssize_t)o->total;
@@ -528,14 +674,14 @@ static ssize_t do_sendv(weft__sock *s, void *ctx)
         skip = 0;
     }
     struct msghdr m = { .msg_iov = win, .msg_iovlen = (size_t)k };
-    ssize_t r = weft__sys_sendmsg(s->pe.fd, &m, SEND_FLAGS);
+    ssize_t r = weft__sock_sys_sendmsg(s, &m, SEND_FLAGS);
     if (r >= 0) {
         o->done += (size_t)r;
         s->sent = o->done;
         return o->done == o->total ? (ssize_t)o->total : -EINTR;
     }
     s->sent = o->done;
-    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return r;
 }
 
 ssize_t weft_sendv(weft_sock *h, const struct iovec *iov, int iovcnt, int64_t timeout_ms)

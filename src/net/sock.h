@@ -30,6 +30,9 @@ enum {
     WEFT__SOCK_DRAINS = 64,  /* a short read means drained: TCP until urgent
                               * data is seen (unix streams stop short at
                               * passed descriptors and credentials) */
+    WEFT__SOCK_RING = 128,   /* its loop's backend carries operations out
+                              * (io_uring): a coroutine's receives and sends
+                              * go through it */
 };
 
 /* A layer over the descriptor (TLS): when a socket has ops, the public
@@ -66,6 +69,11 @@ struct weft__sock {
     weft__waitq rq, wq;      /* waiting for readiness */
     weft__waitq rlock, wlock; /* waiting for their turn */
     size_t sent;
+    /* The call holding a direction, on a completion backend: its deadline
+     * and the operation it has in the ring (close stops that first). */
+    bool rring, wring;       /* this call's operations go through the ring */
+    int64_t rdeadline, wdeadline;
+    weft__bop *rop, *wop;
     weft__sock *lnext, *lprev; /* the sockets loop owns */
     const weft__sock_ops *ops; /* NULL: plain descriptor */
     void *layer;               /* the ops' state */
@@ -180,11 +188,33 @@ ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op 
  * first if reset) and frees s once no call is using it.  Returns 0 or
  * close(2)'s error; -EBADF if s is already closing. */
 int weft__sock_close(weft__sock *s, bool reset);
+/* Sends every call waiting on s, a claimed socket, away with -EBADF:
+ * those parked for readiness or for their turn wake; operations in the
+ * ring are stopped, and their calls leave as they complete. */
+void weft__sock_send_away(weft__sock *s);
 /* The rest of weft__sock_close, for a socket already claimed. */
 int weft__sock_close_claimed(weft__sock *s, bool reset);
 /* Drops a reference a waiting call took (s->refs++); frees a socket that
  * was closed meanwhile once the last one is gone. */
 void weft__sock_unref(weft__sock *s);
+/* recv(2), recvmsg(2), send(2), sendmsg(2) for an op of weft__sock_io:
+ * through the ring when the call holding the direction is a coroutine's on
+ * a completion backend (they then wait inside, within the call's deadline,
+ * and -ETIMEDOUT, -ECANCELED, -EBADF come from them), else the syscall
+ * (MSG_DONTWAIT).  Return bytes or -errno; -EAGAIN: not ready. */
+ssize_t weft__sock_sys_recv(weft__sock *s, void *buf, size_t n, int flags);
+ssize_t weft__sock_sys_recvmsg(weft__sock *s, struct msghdr *m, int flags);
+ssize_t weft__sock_sys_send(weft__sock *s, const void *buf, size_t n, int flags);
+ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr *m, int flags);
+/* Carries op out in the ring for the call holding op's direction (an
+ * op of weft__sock_io with s->rring or s->wring set), op->fd and the
+ * flags filled in here; counts as a call of fault (a weft_fault_kind) for
+ * the fault seam.  -EAGAIN: not submitted (the deadline has passed, or no
+ * room), do the syscall. */
+ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault);
+/* accept4(fd, NULL, NULL, flags) the same way (the receive side): the new
+ * descriptor or -errno. */
+int weft__sock_sys_accept(weft__sock *s, int flags);
 /* Runs a send through weft__sock_io and leaves its own count in s->sent
  * (weft_sock_sent), also when it never got its turn; *done is the op's
  * progress.  s may be closed meanwhile: the count is then not kept. */

@@ -107,10 +107,38 @@ int weft_connect(weft_sock *h, const weft_addr *a, int64_t timeout_ms)
     return weft__connect(s, a, timeout_ms);
 }
 
+typedef struct connect_op {
+    const struct sockaddr *sa;
+    socklen_t len;
+} connect_op;
+
+/* A connect the ring carries out, or connect(2) again until it stops
+ * saying it is under way. */
+static ssize_t do_connect(weft__sock *s, void *ctx)
+{
+    connect_op *o = ctx;
+    if (s->wring) {
+        weft__bop op = { .kind = WEFT__BOP_CONNECT, .buf = (void *)o->sa, .len = o->len };
+        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_CONNECT);
+        if (r != -EAGAIN)
+            return r;
+    }
+    if (weft__sys_connect(s->pe.fd, o->sa, o->len) == 0 || errno == EISCONN)
+        return 0;
+    return errno == EINPROGRESS || errno == EALREADY ? -EAGAIN : -errno;
+}
+
 int weft__connect(weft__sock *s, const weft_addr *a, int64_t timeout_ms)
 {
     if (!a || a->len > sizeof a->u)
         return -EINVAL;
+    int fam = a->len ? a->u.sa.sa_family : AF_UNSPEC;
+    if ((s->flags & (WEFT__SOCK_RING | WEFT__SOCK_FDBLOCK)) == WEFT__SOCK_RING &&
+        (s->flags & WEFT__SOCK_STREAM) && (fam == AF_INET || fam == AF_INET6) && weft__current()) {
+        /* One operation in the ring: the connect and the wait for it. */
+        connect_op o = { &a->u.sa, a->len };
+        return (int)weft__sock_io(s, WEFT__EV_OUT, timeout_ms, do_connect, &o);
+    }
     int64_t deadline = weft__deadline(timeout_ms);
     int64_t backoff = 1;
     struct sockaddr_storage unspec = {.ss_family = AF_UNSPEC};
@@ -170,7 +198,7 @@ static ssize_t do_accept(weft__sock *s, void *ctx)
         if (poll(&p, 1, 0) == 0)
             return -EAGAIN;
     }
-    int fd = weft__sys_accept4(s->pe.fd, NULL, NULL, SOCK_FLAGS);
+    int fd = weft__sock_sys_accept(s, SOCK_FLAGS);
     if (fd >= 0) {
         /* Linux hands out a connection the peer reset while it was queued
          * as if it were fine; it would only fail on first use. */
@@ -182,16 +210,11 @@ static ssize_t do_accept(weft__sock *s, void *ctx)
         }
         return fd;
     }
-    switch (errno) {
-    case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-    case EWOULDBLOCK:
-#endif
-        return -EAGAIN;
-    case EINTR:
-    case ECONNABORTED: /* the peer gave up before we got to it: next one */
-    case EPROTO: return -EINTR;
-    default: return -errno;
+    switch (fd) {
+    case -EINTR:
+    case -ECONNABORTED: /* the peer gave up before we got to it: next one */
+    case -EPROTO: return -EINTR;
+    default: return fd;
     }
 }
 

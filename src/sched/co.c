@@ -365,10 +365,15 @@ typedef struct rcancel {
     int64_t id;
 } rcancel;
 
+static bool cancel_here(weft_loop *l, int64_t id);
+
 static void rcancel_arrived(void *arg)
 {
     rcancel *c = arg;
-    weft_cancel(c->id);
+    /* Sent here because this loop gave the id out: never passed on, as
+     * weft_cancel would for an id it has not (the loop may be being freed
+     * after the others, whose memory is gone). */
+    cancel_here(weft__tls_loop, c->id);
     free(c);
 }
 
@@ -431,21 +436,28 @@ static int join_remote(weft_loop *target, weft__co *self, int64_t id, int64_t de
 
 /* ---- cancel and join --------------------------------------------------------- */
 
+/* Cancels l's coroutine id, if l has it. */
+static bool cancel_here(weft_loop *l, int64_t id)
+{
+    weft__co *co = tab_find(&l->cos, id);
+    if (!co)
+        return false;
+    /* A wait already woken (its timer fired this step, say) has its
+     * result: the cancel is for the next call then. */
+    if (co->wait && !co->wait->woken)
+        weft__wake(co->wait, -ECANCELED);
+    else
+        co->cancel_pending = true;
+    return true;
+}
+
 int weft_cancel(int64_t id)
 {
     weft_loop *l = weft__tls_loop;
     if (!l)
         return -ESRCH;
-    weft__co *co = tab_find(&l->cos, id);
-    if (co) {
-        /* A wait already woken (its timer fired this step, say) has its
-         * result: the cancel is for the next call then. */
-        if (co->wait && !co->wait->woken)
-            weft__wake(co->wait, -ECANCELED);
-        else
-            co->cancel_pending = true;
+    if (cancel_here(l, id))
         return 0;
-    }
     weft_loop *t = l->group && id > 0 ? weft__group_loop_of(l, id) : NULL;
     if (!t || t == l)
         return -ESRCH;

@@ -26,13 +26,52 @@ static atomic_llong loops_made;
 
 #define LOOP_OF(pe, member) ((weft_loop *)((char *)(pe)-offsetof(weft_loop, member)))
 
+/* The backends by name, fastest first: the first that can be set up here
+ * is the default (bench/RESULTS.md, "Backends"). */
+static const weft__backend *const backends[] = {
+    &weft__backend_epoll,
+#ifdef WEFT_HAVE_URING
+    &weft__backend_uring,
+#endif
+    &weft__backend_poll,
+    NULL,
+};
+
+/* The backend asked for by name (cfg's, else $WEFT_BACKEND), the first of
+ * the list for none; NULL for a name unknown or not built in. */
 static const weft__backend *find_backend(const char *name)
 {
     if (!name || !*name)
         name = getenv("WEFT_BACKEND");
-    if (!name || !*name || strcmp(name, "epoll") == 0)
-        return &weft__backend_epoll;
+    if (!name || !*name)
+        return backends[0];
+    for (int i = 0; backends[i]; i++)
+        if (strcmp(name, backends[i]->name) == 0)
+            return backends[i];
     return NULL;
+}
+
+/* Sets up be, or epoll in its place when io_uring cannot be had here
+ * (ENOSYS, EPERM under a seccomp profile or io_uring_disabled, ENOMEM
+ * under RLIMIT_MEMLOCK). */
+static int init_backend(weft_loop *l, const weft__backend *be)
+{
+    l->be = be;
+    int rc = be->init(l);
+    if (rc == -ENOSYS && be->submit) {
+        l->be = &weft__backend_epoll;
+        rc = l->be->init(l);
+    }
+    return rc;
+}
+
+const char *weft_backend(void)
+{
+    weft_loop *l = weft__tls_loop;
+    if (l)
+        return l->be->name;
+    const weft__backend *be = find_backend(NULL);
+    return be ? be->name : NULL;
 }
 
 /* ---- cross-thread posts ------------------------------------------------- */
@@ -333,15 +372,15 @@ int weft_loop_new(weft_loop **out, const weft_config *cfg)
         goto fail_loop;
     pthread_mutex_init(mu, NULL);
     l->post_lock = mu;
-    l->be = be;
     l->stack_size = cfg ? cfg->stack_size : 0;
     l->timer_pe.fd = -1;
     l->nloops = 1;
     l->timer_fd_at = WEFT__NEVER;
     if ((rc = weft__overflow_thread_init()) < 0)
         goto fail_mutex;
-    if ((rc = be->init(l)) < 0)
+    if ((rc = init_backend(l, be)) < 0)
         goto fail_mutex;
+    be = l->be;
     l->wake_pe.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->wake_pe.fd < 0) {
         rc = -errno;
@@ -518,8 +557,13 @@ static void step(weft_loop *l, int64_t deadline)
         l->be->wait(l, timeout_until(l, deadline));
     fire_timers(l);
     weft__co_run_ready(l);
-    if (l->want_fd)
+    if (l->want_fd) {
+        /* What the coroutines queued for a completion backend goes to the
+         * kernel now: the embedder waits on the fd, not in a step. */
+        if (l->be->flush)
+            l->be->flush(l);
         refresh_fd(l);
+    }
     l->in_step = false;
 }
 
@@ -583,6 +627,9 @@ int weft_loop_fd(const weft_loop *cl)
     if (!l || l != weft__tls_loop)
         return -EINVAL;
     if (!l->want_fd) {
+        int fd = l->be->fd(l); /* first: it may refuse (poll has none) */
+        if (fd < 0)
+            return fd;
         l->timer_pe.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         if (l->timer_pe.fd < 0)
             return -errno;

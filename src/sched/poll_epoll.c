@@ -7,29 +7,43 @@
  * and timerfd are registered for input only.  The sockets cache the
  * edges as readiness flags and only park after EAGAIN (or a short read),
  * which is what makes edge triggering safe.
+ *
+ * The io_uring backend keeps such a set for readiness as well: its state
+ * starts with a weft__epoll_set, and it calls these functions.
  */
 #include "internal.h"
 
-#include <sys/epoll.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 256
-
-typedef struct epoll_data_s {
-    int epfd;
-    struct epoll_event ev[MAX_EVENTS];
-} epoll_state;
-
-static int ep_init(weft_loop *l)
+int weft__epoll_open(weft__epoll_set *st)
 {
-    epoll_state *st = weft__sys_malloc(sizeof *st);
-    if (!st)
+    st->ev = weft__sys_malloc(WEFT__EPOLL_EVENTS * sizeof *st->ev);
+    if (!st->ev)
         return -ENOMEM;
     st->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (st->epfd < 0) {
         int err = -errno;
-        free(st);
+        free(st->ev);
         return err;
+    }
+    return 0;
+}
+
+void weft__epoll_close(weft__epoll_set *st)
+{
+    close(st->epfd);
+    free(st->ev);
+}
+
+static int ep_init(weft_loop *l)
+{
+    weft__epoll_set *st = weft__sys_malloc(sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    int rc = weft__epoll_open(st);
+    if (rc < 0) {
+        free(st);
+        return rc;
     }
     l->be_data = st;
     return 0;
@@ -37,15 +51,14 @@ static int ep_init(weft_loop *l)
 
 static void ep_fini(weft_loop *l)
 {
-    epoll_state *st = l->be_data;
-    close(st->epfd);
-    free(st);
+    weft__epoll_close(l->be_data);
+    free(l->be_data);
     l->be_data = NULL;
 }
 
 static int ctl(weft_loop *l, int op, weft__pollent *e, int events)
 {
-    epoll_state *st = l->be_data;
+    weft__epoll_set *st = l->be_data;
     struct epoll_event ev = { .events = EPOLLET, .data.ptr = e };
     if (events & WEFT__EV_IN)
         ev.events |= EPOLLIN | EPOLLRDHUP | EPOLLPRI;
@@ -56,44 +69,45 @@ static int ctl(weft_loop *l, int op, weft__pollent *e, int events)
     return 0;
 }
 
-static int ep_arm(weft_loop *l, weft__pollent *e, int events)
+int weft__epoll_arm(weft_loop *l, weft__pollent *e, int events)
 {
     return ctl(l, EPOLL_CTL_ADD, e, events);
 }
 
 /* EPOLL_CTL_MOD checks the descriptor's readiness anew and queues an event
  * for what holds now, edge-triggered or not. */
-static int ep_rearm(weft_loop *l, weft__pollent *e, int events)
+int weft__epoll_rearm(weft_loop *l, weft__pollent *e, int events)
 {
     return ctl(l, EPOLL_CTL_MOD, e, events);
 }
 
-static int ep_disarm(weft_loop *l, weft__pollent *e)
+int weft__epoll_disarm(weft_loop *l, weft__pollent *e)
 {
-    epoll_state *st = l->be_data;
+    weft__epoll_set *st = l->be_data;
     struct epoll_event ev = { 0 }; /* kernels before 2.6.9 want one */
     if (epoll_ctl(st->epfd, EPOLL_CTL_DEL, e->fd, &ev) != 0)
         return -errno;
     return 0;
 }
 
-static int ep_wait(weft_loop *l, int timeout_ms)
+int weft__epoll_wait(weft_loop *l, int timeout_ms)
 {
-    epoll_state *st = l->be_data;
-    int n = epoll_wait(st->epfd, st->ev, MAX_EVENTS, timeout_ms);
+    weft__epoll_set *st = l->be_data;
+    struct epoll_event *evs = st->ev;
+    int n = epoll_wait(st->epfd, evs, WEFT__EPOLL_EVENTS, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     /* With thousands of connections each event's socket, and the coroutine
      * waiting on it, are cache misses: start them all before touching any. */
     for (int i = 0; i < n; i++)
-        __builtin_prefetch(st->ev[i].data.ptr);
+        __builtin_prefetch(evs[i].data.ptr);
     for (int i = 0; i < n; i++) {
-        weft__pollent *pe = st->ev[i].data.ptr;
+        weft__pollent *pe = evs[i].data.ptr;
         if (pe->inq && pe->inq->head)
             __builtin_prefetch(pe->inq->head, 1);
     }
     for (int i = 0; i < n; i++) {
-        uint32_t e = st->ev[i].events;
+        uint32_t e = evs[i].events;
         int ev = 0;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
             ev |= WEFT__EV_IN;
@@ -105,7 +119,7 @@ static int ep_wait(weft_loop *l, int timeout_ms)
             ev |= WEFT__EV_ERR;
         if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             ev |= WEFT__EV_HUP;
-        weft__pollent *pe = st->ev[i].data.ptr;
+        weft__pollent *pe = evs[i].data.ptr;
         pe->on_event(pe, ev);
     }
     return n;
@@ -113,16 +127,16 @@ static int ep_wait(weft_loop *l, int timeout_ms)
 
 static int ep_fd(weft_loop *l)
 {
-    return ((epoll_state *)l->be_data)->epfd;
+    return ((weft__epoll_set *)l->be_data)->epfd;
 }
 
 const weft__backend weft__backend_epoll = {
     .name = "epoll",
     .init = ep_init,
     .fini = ep_fini,
-    .arm = ep_arm,
-    .disarm = ep_disarm,
-    .wait = ep_wait,
+    .arm = weft__epoll_arm,
+    .disarm = weft__epoll_disarm,
+    .wait = weft__epoll_wait,
     .fd = ep_fd,
-    .rearm = ep_rearm,
+    .rearm = weft__epoll_rearm,
 };

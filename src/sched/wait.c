@@ -154,3 +154,14 @@ void weft__wake_all(weft__waitq *q, int result)
     while (q->head)
         weft__wake(q->head, result);
 }
+
+void weft__park_hard(weft__wait *w)
+{
+    weft_loop *l = weft__tls_loop;
+    weft__co *co = l->current;
+    /* Not co->wait: weft_cancel then leaves the cancel pending instead. */
+    *w = (weft__wait){ .co = co, .seq = ++l->wait_seq, .tm.deadline = WEFT__NEVER,
+                       .tm.heap_idx = SIZE_MAX };
+    co->state = WEFT__CO_WAITING;
+    weft__fiber_suspend(&co->fiber, &l->sched);
+}

@@ -142,10 +142,7 @@ static int close_later(weft_sock *h, int64_t ms, bool reset)
         return -EBADF;
     }
     /* The handle is dead: whoever waits on it leaves now, as at a close. */
-    weft__wake_all(&s->rq, -EBADF);
-    weft__wake_all(&s->wq, -EBADF);
-    weft__wake_all(&s->rlock, -EBADF);
-    weft__wake_all(&s->wlock, -EBADF);
+    weft__sock_send_away(s);
     r->next = p->head;
     if (p->head)
         p->head->prev = r;

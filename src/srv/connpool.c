@@ -188,6 +188,10 @@ static void watch(weft__sock *s, weft_loop *l)
             return;
         s->armed = true;
     }
+    /* The last reader consumed the input edge: a backend that reports
+     * events once (poll) must be asked for the next one. */
+    if (l->be->want)
+        l->be->want(l, &s->pe, WEFT__EV_IN);
     void (*f)(weft__pollent *, int) = __atomic_load_n(&sock_event, __ATOMIC_RELAXED);
     if (!f && s->pe.on_event != on_idle_event)
         __atomic_store_n(&sock_event, f = s->pe.on_event, __ATOMIC_RELAXED);
