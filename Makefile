@@ -39,10 +39,10 @@ test-asan:
 test-backends:
 	@for b in io_uring poll; do \
 	    echo "== WEFT_BACKEND=$$b"; \
-	    (cd $(BUILD) && WEFT_BACKEND=$$b ctest --output-on-failure --repeat until-pass:2) || exit 1; \
+	    (cd $(BUILD) && WEFT_BACKEND=$$b ctest -j2 --output-on-failure --repeat until-pass:2) || exit 1; \
 	done
 	@echo "== WEFT_BACKEND=io_uring, ASan+UBSan"
-	@cd build-asan && WEFT_BACKEND=io_uring ctest --output-on-failure --repeat until-pass:2
+	@cd build-asan && WEFT_BACKEND=io_uring ctest -j2 --output-on-failure --repeat until-pass:2
 	@echo "== WEFT_BACKEND=io_uring, TSan"
 	@cd build-tsan && WEFT_BACKEND=io_uring ctest --output-on-failure --repeat until-pass:2 -L threads
 

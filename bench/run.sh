@@ -18,6 +18,8 @@
 #   CTX_REPS     repetitions inside ctxswitch                   [5]
 #   IDLE_CONNS   connections for idle_rss                       [10000]
 #   YARDSTICK    where the yardstick's sources are              [<repo>/../shared/bench]
+#   WEFT_BACKENDS  weft's other backends to run the echo server on too,
+#                each as weft_<backend> (weft itself runs the default)  [io_uring]
 #   BASE         another weft build directory (an earlier commit's, say): its
 #                echo_server joins the echo comparison as weft_base, and its
 #                ctxswitch runs in turn with this one's, CTX_ROUNDS times [unset]
@@ -45,6 +47,7 @@ if [ -n "$BASE" ]; then
 	done
 fi
 IDLE_CONNS=${IDLE_CONNS:-10000}
+WEFT_BACKENDS=${WEFT_BACKENDS-io_uring}
 
 OUT=$BUILD/bench-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
@@ -133,7 +136,16 @@ if part echo; then
 		servers=""
 		for s in $SERVERS; do has "ref_$s" && servers="$servers $s"; done
 		echo "## echo servers: weft vs$servers (PIN=$PIN DUR=$DUR WARM=$WARM REPS=$REPS)"
+		# weft on its default backend, then weft_<backend> for each other
+		# one asked for (a wrapper sets $WEFT_BACKEND: the yardstick runs
+		# commands, not shell lines).
 		extra="weft=$BUILD/examples/echo_server {port} {threads}"
+		for b in $WEFT_BACKENDS; do
+			w="$OUT/echo_server_$b.sh"
+			printf '#!/bin/sh\nWEFT_BACKEND=%s exec %s "$@"\n' "$b" "$BUILD/examples/echo_server" >"$w"
+			chmod +x "$w"
+			extra="$extra;weft_$b=$w {port} {threads}"
+		done
 		[ -n "$BASE" ] && extra="$extra;weft_base=$BASE/examples/echo_server {port} {threads}"
 		SERVERS="$servers" SCENARIOS="$SCENARIOS" OUT="$OUT/echo" EXTRA="$extra" \
 			"$YS/run.sh" 2>&1 | tee "$OUT/echo.log"

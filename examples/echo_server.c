@@ -20,7 +20,8 @@
 static int port;
 
 /* Big messages are read into one buffer that the thread's connections
- * share, and sent straight back from it: no other coroutine runs between
+ * share, and sent straight back from it: on epoll a receive writes into its
+ * buffer only at the moment it returns, and no other coroutine runs between
  * the read and a send that does not wait, so none can touch the buffer
  * meanwhile.  Fewer distinct buffers keep the kernel's copies in cache. */
 static __thread char shared[BIG_BUF];
@@ -51,6 +52,20 @@ static void echo_big(weft_sock *c)
     }
 }
 
+/* On io_uring the kernel fills a receive's buffer while the call waits,
+ * so one buffer shared by the connections would take all their data at
+ * once: there each connection reads into its own. */
+static __thread int own_buffers;
+
+__attribute__((noinline)) static void echo_big_own(weft_sock *c)
+{
+    char own[BIG_BUF];
+    ssize_t n;
+    while ((n = weft_recv(c, own, sizeof own, -1)) > 0)
+        if (weft_send(c, own, (size_t)n, -1) < 0)
+            break;
+}
+
 static void serve(void *arg)
 {
     weft_sock *c = arg;
@@ -62,7 +77,10 @@ static void serve(void *arg)
         if (weft_send(c, small, (size_t)n, -1) < 0)
             break;
         if ((size_t)n == sizeof small) { /* a full read: big messages */
-            echo_big(c);
+            if (own_buffers)
+                echo_big_own(c);
+            else
+                echo_big(c);
             break;
         }
     }
@@ -80,6 +98,7 @@ static void server(void *arg)
         fprintf(stderr, "echo_server: listen: %s\n", weft_strerror(rc));
         exit(1);
     }
+    own_buffers = strcmp(weft_backend(), "io_uring") == 0;
     weft_co_opts opts = {.stack_size = BIG_BUF + 64 * 1024}; /* room for echo_big */
     while ((rc = weft_tcp_accept(l, &c, -1)) >= 0)
         if (weft_go_opts(serve, c, &opts) < 0)

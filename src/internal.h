@@ -561,6 +561,9 @@ struct weft__bop {
     int flags;
     void *buf;
     size_t len;
+    bool poll_first; /* a receive on a socket drained a moment ago: wait
+                      * for data before the first try (io_uring's
+                      * IORING_RECVSEND_POLL_FIRST) */
     int res;        /* bytes, or -errno */
     weft__wait *w;  /* the waiting coroutine's wait; NULL: none to wake */
 };

@@ -113,7 +113,11 @@ WEFT_EXTERN int weft_tcp_connect(weft_sock **out, const char *host, int port,
  * Blocks.  Concurrent receivers on one socket take turns.  On a datagram
  * socket (connected UDP, unix datagram, seqpacket) it receives one
  * datagram and returns its full length: more than n means it was truncated
- * to n; 0 is an empty datagram. */
+ * to n; 0 is an empty datagram.  buf is the call's until it returns, and
+ * the same holds for every receive and send below: on io_uring the kernel
+ * fills it while the call waits (never after: a call that times out or is
+ * cancelled first stops the operation and waits for it), so a buffer must
+ * not be handed to two calls that may wait at the same time. */
 WEFT_EXTERN ssize_t weft_recv(weft_sock *s, void *buf, size_t n, int64_t timeout_ms);
 
 /* Receives exactly n bytes.  Returns n; 0 if the peer closed before the

@@ -185,7 +185,7 @@ int weft__sock_wait_held(weft__sock *s, int dir, int64_t deadline, bool *gone)
 }
 
 /* Takes dir of s for one call; waits its turn behind other callers. */
-static int take(weft__sock *s, int dir, int64_t deadline)
+static inline __attribute__((always_inline)) int take(weft__sock *s, int dir, int64_t deadline)
 {
     bool *busy = dir == WEFT__EV_IN ? &s->rbusy : &s->wbusy;
     if (!*busy) {
@@ -201,7 +201,7 @@ static int take(weft__sock *s, int dir, int64_t deadline)
     return rc; /* on 0 the releaser handed *busy over to us */
 }
 
-static void give(weft__sock *s, int dir)
+static inline __attribute__((always_inline)) void give(weft__sock *s, int dir)
 {
     weft__waitq *q = dir == WEFT__EV_IN ? &s->rlock : &s->wlock;
     if (q->head && !s->closing)
@@ -278,7 +278,7 @@ ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op 
     ssize_t r;
     bool tried = false;
 
-    if (WEFT__UNLIKELY((s->flags & (WEFT__SOCK_RING | WEFT__SOCK_FDBLOCK)) == WEFT__SOCK_RING) &&
+    if (WEFT__UNLIKELY(s->flags & WEFT__SOCK_RING) && !(s->flags & WEFT__SOCK_FDBLOCK) &&
         weft__current())
         return ring_io(s, dir, timeout_ms, op, ctx);
     /* Fast path: nobody else holds the direction and it may be ready. */
@@ -321,11 +321,6 @@ out:
 
 /* ---- the syscalls of an op, or the ring's operations ------------------------ */
 
-static ssize_t errno_result(ssize_t r)
-{
-    return r >= 0 ? r : errno == EWOULDBLOCK ? -EAGAIN : -errno;
-}
-
 ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
 {
     bool in = op->kind == WEFT__BOP_RECV || op->kind == WEFT__BOP_RECVMSG ||
@@ -347,48 +342,50 @@ ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
     return r;
 }
 
-ssize_t weft__sock_sys_recv(weft__sock *s, void *buf, size_t n, int flags)
+/* On a stream socket a receive that came up short has drained it, and the
+ * next one had better wait for data before trying; rready keeps that. */
+static void note_drained(weft__sock *s, ssize_t r, size_t want)
 {
-    if (s->rring) {
-        weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n };
-        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-        if (r != -EAGAIN)
-            return r;
-    }
-    return errno_result(weft__sys_recv(s->pe.fd, buf, n, flags));
+    if (r >= 0 && (s->flags & WEFT__SOCK_STREAM))
+        s->rready = (size_t)r == want;
 }
 
-ssize_t weft__sock_sys_recvmsg(weft__sock *s, struct msghdr *m, int flags)
+ssize_t weft__sock_ring_recv(weft__sock *s, void *buf, size_t n, int flags)
 {
-    if (s->rring) {
-        weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m };
-        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-        if (r != -EAGAIN)
-            return r;
-    }
-    return errno_result(weft__sys_recvmsg(s->pe.fd, m, flags));
+    weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n,
+                     .poll_first = !s->rready };
+    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+    note_drained(s, r, n);
+    if (r != -EAGAIN)
+        return r;
+    return weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
 }
 
-ssize_t weft__sock_sys_send(weft__sock *s, const void *buf, size_t n, int flags)
+ssize_t weft__sock_ring_recvmsg(weft__sock *s, struct msghdr *m, int flags)
 {
-    if (s->wring) {
-        weft__bop op = { .kind = WEFT__BOP_SEND, .flags = flags, .buf = (void *)buf, .len = n };
-        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-        if (r != -EAGAIN)
-            return r;
-    }
-    return errno_result(weft__sys_send(s->pe.fd, buf, n, flags));
+    weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m };
+    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+    if (r != -EAGAIN)
+        return r;
+    return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
 }
 
-ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
+ssize_t weft__sock_ring_send(weft__sock *s, const void *buf, size_t n, int flags)
 {
-    if (s->wring) {
-        weft__bop op = { .kind = WEFT__BOP_SENDMSG, .flags = flags, .buf = (void *)m };
-        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-        if (r != -EAGAIN)
-            return r;
-    }
-    return errno_result(weft__sys_sendmsg(s->pe.fd, m, flags));
+    weft__bop op = { .kind = WEFT__BOP_SEND, .flags = flags, .buf = (void *)buf, .len = n };
+    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+    if (r != -EAGAIN)
+        return r;
+    return weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
+}
+
+ssize_t weft__sock_ring_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
+{
+    weft__bop op = { .kind = WEFT__BOP_SENDMSG, .flags = flags, .buf = (void *)m };
+    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+    if (r != -EAGAIN)
+        return r;
+    return weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
 }
 
 int weft__sock_sys_accept(weft__sock *s, int flags)
@@ -399,8 +396,7 @@ int weft__sock_sys_accept(weft__sock *s, int flags)
         if (r != -EAGAIN)
             return (int)r;
     }
-    int fd = weft__sys_accept4(s->pe.fd, NULL, NULL, flags);
-    return fd >= 0 ? fd : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return (int)weft__sock_errno(weft__sys_accept4(s->pe.fd, NULL, NULL, flags));
 }
 
 /* ---- close ------------------------------------------------------------------- */

@@ -197,15 +197,54 @@ int weft__sock_close_claimed(weft__sock *s, bool reset);
 /* Drops a reference a waiting call took (s->refs++); frees a socket that
  * was closed meanwhile once the last one is gone. */
 void weft__sock_unref(weft__sock *s);
+/* A syscall's result as the socket core's ops return it: bytes, or
+ * -errno with EWOULDBLOCK as -EAGAIN. */
+static inline ssize_t weft__sock_errno(ssize_t r)
+{
+    return r >= 0 ? r : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* The same calls through the ring (out of line; the syscall when the ring
+ * cannot take them). */
+ssize_t weft__sock_ring_recv(weft__sock *s, void *buf, size_t n, int flags);
+ssize_t weft__sock_ring_recvmsg(weft__sock *s, struct msghdr *m, int flags);
+ssize_t weft__sock_ring_send(weft__sock *s, const void *buf, size_t n, int flags);
+ssize_t weft__sock_ring_sendmsg(weft__sock *s, const struct msghdr *m, int flags);
+
 /* recv(2), recvmsg(2), send(2), sendmsg(2) for an op of weft__sock_io:
  * through the ring when the call holding the direction is a coroutine's on
  * a completion backend (they then wait inside, within the call's deadline,
  * and -ETIMEDOUT, -ECANCELED, -EBADF come from them), else the syscall
- * (MSG_DONTWAIT).  Return bytes or -errno; -EAGAIN: not ready. */
-ssize_t weft__sock_sys_recv(weft__sock *s, void *buf, size_t n, int flags);
-ssize_t weft__sock_sys_recvmsg(weft__sock *s, struct msghdr *m, int flags);
-ssize_t weft__sock_sys_send(weft__sock *s, const void *buf, size_t n, int flags);
-ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr *m, int flags);
+ * (MSG_DONTWAIT).  Return bytes or -errno; -EAGAIN: not ready.  Inline:
+ * on epoll they are the syscall and nothing more. */
+static inline ssize_t weft__sock_sys_recv(weft__sock *s, void *buf, size_t n, int flags)
+{
+    if (WEFT__UNLIKELY(s->rring))
+        return weft__sock_ring_recv(s, buf, n, flags);
+    return weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
+}
+
+static inline ssize_t weft__sock_sys_recvmsg(weft__sock *s, struct msghdr *m, int flags)
+{
+    if (WEFT__UNLIKELY(s->rring))
+        return weft__sock_ring_recvmsg(s, m, flags);
+    return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
+}
+
+static inline ssize_t weft__sock_sys_send(weft__sock *s, const void *buf, size_t n, int flags)
+{
+    if (WEFT__UNLIKELY(s->wring))
+        return weft__sock_ring_send(s, buf, n, flags);
+    return weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
+}
+
+static inline ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
+{
+    if (WEFT__UNLIKELY(s->wring))
+        return weft__sock_ring_sendmsg(s, m, flags);
+    return weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
+}
+
 /* Carries op out in the ring for the call holding op's direction (an
  * op of weft__sock_io with s->rring or s->wring set), op->fd and the
  * flags filled in here; counts as a call of fault (a weft_fault_kind) for

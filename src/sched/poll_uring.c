@@ -150,6 +150,8 @@ static int ur_submit(weft_loop *l, weft__bop *op)
         break;
     default: io_uring_prep_nop(sqe); break;
     }
+    if (op->poll_first)
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data(sqe, op);
     st->inflight++;
     return 0;
