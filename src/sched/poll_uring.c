@@ -39,6 +39,7 @@ typedef struct uring_state {
     bool ep_ready;      /* ... and has fired since the set was drained */
     bool plain;         /* set up again for weft_loop_fd (ur_fd) */
     unsigned inflight;  /* operations submitted and not yet completed */
+    bool poll_first;    /* the kernel knows IORING_RECVSEND_POLL_FIRST */
 } uring_state;
 
 /* Setups to try, best first: the kernel says -EINVAL for a flag it lacks. */
@@ -56,11 +57,13 @@ static const int opcodes[] = {
     IORING_OP_ACCEPT,   IORING_OP_CONNECT,
 };
 
-/* Sets a ring up with the first of setups[first..] the kernel takes. */
-static int ring_open(struct io_uring *r, size_t first)
+/* Sets a ring up with the first of setups[first..] the kernel takes;
+ * *used says which. */
+static int ring_open(struct io_uring *r, size_t first, size_t *used)
 {
     int rc = -EINVAL;
     for (size_t i = first; i < sizeof setups / sizeof setups[0] && rc == -EINVAL; i++) {
+        *used = i;
         struct io_uring_params p = { .flags = setups[i] | IORING_SETUP_CQSIZE,
                                      .cq_entries = CQ_ENTRIES };
         rc = io_uring_queue_init_params(SQ_ENTRIES, r, &p);
@@ -94,7 +97,8 @@ static int ur_init(weft_loop *l)
     int rc = weft__epoll_open(&st->ep);
     if (rc < 0)
         goto fail;
-    rc = weft__sys_fail(WEFT_FAULT_RING) ? -errno : ring_open(&st->ring, 0);
+    size_t used = 0;
+    rc = weft__sys_fail(WEFT_FAULT_RING) ? -errno : ring_open(&st->ring, 0, &used);
     if (rc < 0) {
         weft__epoll_close(&st->ep);
         if (rc != -EMFILE && rc != -ENFILE)
@@ -102,6 +106,9 @@ static int ur_init(weft_loop *l)
         goto fail;
     }
     st->plain = false;
+    /* A kernel that takes the first setup (6.1 on) knows POLL_FIRST (5.19):
+     * an older one would fail such a receive with EINVAL. */
+    st->poll_first = used == 0;
     l->be_data = st;
     return 0;
 fail:
@@ -150,7 +157,7 @@ static int ur_submit(weft_loop *l, weft__bop *op)
         break;
     default: io_uring_prep_nop(sqe); break;
     }
-    if (op->poll_first)
+    if (op->poll_first && st->poll_first)
         sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data(sqe, op);
     st->inflight++;
@@ -278,7 +285,8 @@ static int ur_fd(weft_loop *l)
         if (st->inflight)
             return -EBUSY;
         struct io_uring fresh;
-        int rc = ring_open(&fresh, PLAIN);
+        size_t used;
+        int rc = ring_open(&fresh, PLAIN, &used);
         if (rc < 0)
             return rc;
         io_uring_queue_exit(&st->ring);
