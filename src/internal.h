@@ -34,6 +34,7 @@ typedef struct weft__waitq weft__waitq;
 typedef struct weft__stack weft__stack;
 typedef struct weft__backend weft__backend;
 typedef struct weft__bop weft__bop;
+typedef struct weft__pbufs weft__pbufs;
 
 /* What a backend watches: a socket, or one of the loop's own descriptors. */
 typedef struct weft__pollent {
@@ -518,6 +519,16 @@ struct weft__backend {
      * that queued operations name is closed (they name it by number until
      * submitted). */
     void (*flush)(weft_loop *l);
+    /* Provided buffers (a completion backend that has them; NULL else):
+     * the loop's pool, set up at the first call (NULL: not to be had
+     * here).  A WEFT__BOP_RECV_MULTI stays in the ring and fills buffers
+     * of the pool the kernel picks, one completion each; the buffer is the
+     * completion's receiver's until it gives it back with pbuf_put. */
+    weft__pbufs *(*pbufs)(weft_loop *l);
+    void (*pbuf_put)(weft_loop *l, unsigned id);
+    /* Asks for op's early end like cancel, without running anything now:
+     * for op->more, which runs inside the backend's wait. */
+    void (*stop)(weft_loop *l, weft__bop *op);
 };
 
 extern const weft__backend weft__backend_epoll;
@@ -550,7 +561,21 @@ enum {
     WEFT__BOP_SENDMSG, /* sendmsg(fd, buf: struct msghdr *, flags) */
     WEFT__BOP_ACCEPT,  /* accept4(fd, NULL, NULL, flags): res is the new fd */
     WEFT__BOP_CONNECT, /* connect(fd, buf: struct sockaddr *, len) */
+    WEFT__BOP_RECV_MULTI, /* recv(fd, a provided buffer, flags), again and
+                           * again until it fails, ends or is stopped:
+                           * op->more runs for each completion */
 };
+
+/* A loop's provided buffers: count buffers of size bytes from base.  The
+ * per-buffer arrays are for the buffers' receiver while it holds them
+ * (the socket core queues them by next). */
+typedef struct weft__pbufs {
+    char *base;
+    unsigned size, count;
+    unsigned out;   /* filled by the kernel and not given back yet */
+    uint32_t *len;  /* bytes the kernel put in */
+    int32_t *next;  /* the receiver's link; -1: none */
+} weft__pbufs;
 
 /* One operation in a completion backend: lives on the stack of the
  * coroutine that waits for it (weft__bop_run). */
@@ -565,7 +590,14 @@ struct weft__bop {
                       * for data before the first try (io_uring's
                       * IORING_RECVSEND_POLL_FIRST) */
     int res;        /* bytes, or -errno */
+    bool more;      /* a receive: the kernel says more data is queued */
     weft__wait *w;  /* the waiting coroutine's wait; NULL: none to wake */
+    /* WEFT__BOP_RECV_MULTI: called for each completion, inside the
+     * backend's wait, with res (bytes, 0 at the end of the stream,
+     * -errno), buf the provided buffer's id or -1, and done once the
+     * operation has left the ring (no more calls; op's memory is free).
+     * It must not wait, cancel or flush (stop is safe). */
+    void (*on_more)(weft__bop *op, int res, int buf, bool done);
 };
 
 /* Has l's backend carry op out and waits for it, in a coroutine of l.

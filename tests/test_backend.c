@@ -7,10 +7,13 @@
  * ($WEFT_BACKEND, `make test-backends`).
  */
 #include "helpers.h"
+#include "net/sock.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,16 +377,23 @@ static int many_main(void *arg)
     return 0;
 }
 
+/* Raises the descriptor limit to n where it can (root may raise the hard
+ * one too); returns the soft limit then. */
+static long nofile_at_least(rlim_t n)
+{
+    struct rlimit r;
+    getrlimit(RLIMIT_NOFILE, &r);
+    if (r.rlim_max < n) {
+        r.rlim_max = r.rlim_cur = n;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+    return raise_nofile();
+}
+
 Test(backend, ten_thousand_completions_in_one_step, .timeout = 120)
 {
     NEED_URING();
-    struct rlimit r;
-    getrlimit(RLIMIT_NOFILE, &r);
-    if (r.rlim_max < 2 * MANY + 200) { /* root may raise it */
-        r.rlim_max = r.rlim_cur = 2 * MANY + 200;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
-    long lim = raise_nofile();
+    long lim = nofile_at_least(2 * MANY + 200);
     M = calloc(1, sizeof *M);
     M->n = lim >= 2 * MANY + 200 ? MANY : (int)(lim - 200) / 2;
     cr_assert_geq(M->n, 4000, "descriptor limit %ld", lim);
@@ -415,12 +425,21 @@ static int fault_main(void *arg)
     weft_sock *a, *b;
     if (make_pair(&a, &b) < 0)
         return -1;
-    weft_send(a, "ab", 2, 1000);
+    /* A receive that found nothing: the next one goes to the ring (one
+     * that found data tries the syscall first). */
+    f->rc[0] = weft_recv(b, f->got, 1, 0);
+    if (f->rc[0] != -ETIMEDOUT)
+        return -1;
+    weft_send(a, "a", 1, 1000);
     /* No room for the submission: the receive is done by a syscall. */
     weft_fault_clear();
     weft_fault_set(WEFT_FAULT_RING, 1, EBUSY);
     f->rc[0] = weft_recv(b, f->got, 1, 1000);
     f->rc[1] = (ssize_t)weft_fault_fired();
+    weft_fault_clear();
+    if (weft_recv(b, f->got + 1, 1, 0) != -ETIMEDOUT)
+        return -1;
+    weft_send(a, "b", 1, 1000);
     /* An operation of the ring fails as its syscall would. */
     weft_fault_set(WEFT_FAULT_RECV, 1, ECONNRESET);
     f->rc[2] = weft_recv(b, f->got + 1, 1, 1000);
@@ -483,4 +502,423 @@ Test(backend, poll_has_no_loop_fd, .timeout = 30)
     cr_assert_eq(weft_loop_fd(l), -ENOTSUP, "and nothing was left half made");
     cr_assert_eq(weft_loop_poll(l, 0), 0);
     weft_loop_free(l);
+}
+
+/* ---- a cancel's reap does not hide the epoll set's readiness ------------------------ */
+
+/* Closing a socket whose read-ahead is in the ring cancels it and runs
+ * the ring's completions at once; the epoll set's poll may complete among
+ * them (a pipe written a moment before).  That poll does not fire again
+ * for what the set already holds, so the loop must not then sleep. */
+static struct {
+    weft_sock *a, *b;
+    int pipe[2];
+    int wait_rc;
+    ssize_t recv_rc;
+} E;
+
+static void e_setup(void *arg)
+{
+    (void)arg;
+    if (make_pair(&E.a, &E.b) < 0) {
+        E.a = E.b = NULL;
+        return;
+    }
+    char c;
+    weft_send(E.a, "y", 1, 2000);
+    E.recv_rc = weft_recv(E.b, &c, 1, 2000); /* leaves the read-ahead armed */
+}
+
+static void e_waiter(void *arg)
+{
+    (void)arg;
+    E.wait_rc = weft_fd_wait(E.pipe[0], WEFT_POLL_IN, -1);
+}
+
+static void e_poker(void *arg)
+{
+    (void)arg;
+    if (write(E.pipe[1], "x", 1) != 1)
+        return;
+    weft_close(E.b); /* cancels in the ring and runs it, waking nobody */
+}
+
+Test(backend, a_cancels_reap_does_not_hide_readiness, .timeout = 30)
+{
+    NEED_URING();
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    cr_assert_eq(pipe2(E.pipe, O_NONBLOCK | O_CLOEXEC), 0);
+    weft_go(e_setup, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    cr_assert_not_null(E.a);
+    cr_assert_eq(E.recv_rc, 1);
+    E.wait_rc = 1;
+    weft_go(e_waiter, NULL);
+    cr_assert_eq(weft_loop_poll(l, 0), 1); /* it waits; its poll is in the ring */
+    weft_go(e_poker, NULL);
+    /* The waiter wakes in the poker's step or the next; a loop that slept
+     * through the readiness wakes only at weft_loop_run's deadline.  (A
+     * hang guard: 10 s for what takes microseconds.) */
+    int64_t t0 = weft_now();
+    cr_assert_eq(weft_loop_run(l, 10000), 0);
+    cr_assert_lt(weft_now() - t0, 9000, "the loop slept through the pipe's readiness");
+    cr_assert_eq(E.wait_rc, WEFT_POLL_IN);
+    weft_close(E.a);
+    close(E.pipe[0]);
+    close(E.pipe[1]);
+    weft_loop_free(l);
+}
+
+/* ---- the read-ahead of TCP sockets (io_uring with provided buffers) ----------------- */
+
+/* A stream read in pieces of every size through the read-ahead's queue:
+ * byte-exact, then the end of the stream, again and again. */
+#define STREAM_BYTES (1 << 20)
+
+static struct {
+    weft_sock *a, *b;
+    ssize_t got, ends[2];
+    int bad;
+} R;
+
+static unsigned char pattern_at(size_t i)
+{
+    return (unsigned char)(i * 7 + (i >> 11));
+}
+
+static void r_writer(void *arg)
+{
+    (void)arg;
+    unsigned char *buf = malloc(STREAM_BYTES);
+    for (size_t i = 0; i < STREAM_BYTES; i++)
+        buf[i] = pattern_at(i);
+    /* In uneven pieces, so the reader's sizes and the kernel's cut differ. */
+    for (size_t off = 0, k = 1; off < STREAM_BYTES; k = k * 3 % 9973 + 1) {
+        size_t n = k < STREAM_BYTES - off ? k : STREAM_BYTES - off;
+        if (weft_send(R.a, buf + off, n, 5000) != (ssize_t)n)
+            break;
+        off += n;
+    }
+    weft_shutdown(R.a, WEFT_SHUT_WR);
+    free(buf);
+}
+
+static int r_main(void *arg)
+{
+    (void)arg;
+    if (make_pair(&R.a, &R.b) < 0)
+        return -1;
+    int64_t w = weft_go(r_writer, NULL);
+    static unsigned char buf[24576]; /* past 16 KiB: receives of their own */
+    unsigned char more[5];
+    size_t k = 1;
+    for (;;) {
+        ssize_t n;
+        if (k % 3 == 0) {
+            /* recvv: a small first piece, then the rest of the size */
+            size_t first = k % 5;
+            struct iovec v[2] = { { more, first }, { buf, k } };
+            n = weft_recvv(R.b, v, 2, 5000);
+            for (ssize_t i = 0; i < n; i++) {
+                unsigned char c = (size_t)i < first ? more[i] : buf[(size_t)i - first];
+                R.bad += c != pattern_at((size_t)R.got + (size_t)i);
+            }
+        } else {
+            n = weft_recv(R.b, buf, k, 5000);
+            for (ssize_t i = 0; i < n; i++)
+                R.bad += buf[i] != pattern_at((size_t)R.got + (size_t)i);
+        }
+        if (n <= 0) {
+            R.ends[0] = n;
+            break;
+        }
+        R.got += n;
+        k = k * 5 % 24571 + 1;
+    }
+    R.ends[1] = weft_recv(R.b, buf, 1, 1000); /* the end stays the end */
+    weft_join(w, -1);
+    weft_close(R.a);
+    weft_close(R.b);
+    return 0;
+}
+
+Test(backend, readahead_reads_a_stream_in_pieces_of_every_size, .timeout = 60)
+{
+    int fds = count_fds();
+    cr_assert_eq(weft_main(r_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(R.got, STREAM_BYTES);
+    cr_assert_eq(R.bad, 0, "%d bytes wrong", R.bad);
+    cr_assert_eq(R.ends[0], 0);
+    cr_assert_eq(R.ends[1], 0);
+    cr_assert_eq(count_fds(), fds);
+}
+
+/* The peer's bytes, then its reset: the bytes first, the error once, then
+ * the end. */
+static struct {
+    ssize_t r[4];
+    char got[8];
+} X;
+
+static int x_main(void *arg)
+{
+    (void)arg;
+    weft_sock *a, *b;
+    if (make_pair(&a, &b) < 0)
+        return -1;
+    char c;
+    weft_send(a, "z", 1, 1000);
+    X.r[0] = weft_recv(b, &c, 1, 1000); /* the read-ahead is armed now */
+    weft_send(a, "abc", 3, 1000);
+    weft_sleep(50); /* they arrive before the reset */
+    weft_reset(a);
+    weft_sleep(50);
+    X.r[1] = weft_recvn(b, X.got, 3, 1000);
+    X.r[2] = weft_recv(b, &c, 1, 1000);
+    X.r[3] = weft_recv(b, &c, 1, 1000);
+    weft_close(b);
+    return 0;
+}
+
+Test(backend, readahead_gives_the_bytes_before_a_reset, .timeout = 30)
+{
+    cr_assert_eq(weft_main(x_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(X.r[0], 1);
+    cr_assert_eq(X.r[1], 3, "%s", weft_err_name((int)X.r[1]));
+    cr_assert(memcmp(X.got, "abc", 3) == 0);
+    cr_assert_eq(X.r[2], -ECONNRESET, "%s", weft_err_name((int)X.r[2]));
+    cr_assert_eq(X.r[3], 0, "%s", weft_err_name((int)X.r[3]));
+}
+
+/* A reader that does not read does not let the read-ahead swallow what
+ * the peer sends: TCP's flow control holds the sender back. */
+#define FLOOD_BYTES (256u << 20)
+
+static struct {
+    ssize_t sent_rc;
+    size_t sent, got, queued;
+    int bad;
+} FL;
+
+static void f_sender(void *arg)
+{
+    weft_sock *a = arg;
+    size_t len = 1 << 20;
+    unsigned char *buf = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (unsigned char)i;
+    FL.sent_rc = 0;
+    for (size_t off = 0; off < FLOOD_BYTES && FL.sent_rc >= 0; off += len) {
+        FL.sent_rc = weft_send(a, buf, len, 1000);
+        FL.sent += FL.sent_rc >= 0 ? (size_t)FL.sent_rc : weft_sock_sent(a);
+    }
+    weft_shutdown(a, WEFT_SHUT_WR);
+    free(buf);
+}
+
+static int f_main(void *arg)
+{
+    (void)arg;
+    weft_sock *a, *b;
+    if (make_pair(&a, &b) < 0)
+        return -1;
+    char c;
+    weft_send(a, "\0", 1, 1000);
+    FL.got = (size_t)weft_recv(b, &c, 1, 1000); /* armed, and now idle */
+    int64_t s = weft_go(f_sender, a);
+    weft_join(s, -1); /* it gives up after a second without progress */
+    weft__sock *bs;
+    if (weft__sock_enter(b, &bs) == 0 && bs->rx)
+        FL.queued = bs->rx->queued;
+    unsigned char buf[65536];
+    ssize_t n;
+    while ((n = weft_recv(b, buf, sizeof buf, 2000)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            FL.bad += buf[i] != (unsigned char)(FL.got - 1 + (size_t)i);
+        FL.got += (size_t)n;
+    }
+    weft_close(a);
+    weft_close(b);
+    return 0;
+}
+
+Test(backend, readahead_keeps_flow_control, .timeout = 60)
+{
+    cr_assert_eq(weft_main(f_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(FL.sent_rc, -ETIMEDOUT, "the sender was never held back");
+    cr_assert_lt(FL.sent, FLOOD_BYTES);
+    /* Stopped at 64 KiB, and what came before the stop took effect; the
+     * pool (16 MiB) would have gone to it otherwise. */
+    cr_assert_leq(FL.queued, 1u << 20, "%zu bytes read ahead", FL.queued);
+    cr_assert_eq(FL.got, FL.sent + 1, "received %zu of %zu", FL.got - 1, FL.sent);
+    cr_assert_eq(FL.bad, 0);
+}
+
+/* Bytes read ahead on a loop that is then freed: the socket outlives its
+ * loop, and the next loop's receives get them, in order. */
+static struct {
+    weft_sock *a, *b;
+    ssize_t r[3];
+    char got[16];
+} L;
+
+static void l_first(void *arg)
+{
+    (void)arg;
+    if (make_pair(&L.a, &L.b) < 0)
+        return;
+    weft_send(L.a, "hello", 5, 1000);
+    weft_sleep(50); /* all five are in */
+    L.r[0] = weft_recv(L.b, L.got, 1, 1000); /* "h"; the rest read ahead */
+}
+
+static void l_second(void *arg)
+{
+    (void)arg;
+    L.r[1] = weft_recvn(L.b, L.got + 1, 4, 1000);
+    weft_send(L.a, "!", 1, 1000);
+    L.r[2] = weft_recv(L.b, L.got + 5, 1, 1000);
+}
+
+Test(backend, readahead_bytes_outlive_their_loop, .timeout = 30)
+{
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    weft_go(l_first, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    weft_loop_free(l);
+    cr_assert_eq(L.r[0], 1);
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    weft_go(l_second, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    cr_assert_eq(L.r[1], 4, "%s", weft_err_name((int)L.r[1]));
+    cr_assert_eq(L.r[2], 1);
+    cr_assert(memcmp(L.got, "hello!", 6) == 0, "got %.6s", L.got);
+    weft_close(L.a);
+    weft_close(L.b);
+    weft_loop_free(l);
+}
+
+/* Outside a coroutine, on the loop's thread: the bytes read ahead come
+ * first, then the descriptor's; weft_sock_poll sees queued bytes. */
+static struct {
+    weft_sock *a, *b;
+    ssize_t r0;
+    int poll_rc;
+} T;
+
+static void t_first(void *arg)
+{
+    (void)arg;
+    if (make_pair(&T.a, &T.b) < 0)
+        return;
+    char c;
+    weft_send(T.a, "abcd", 4, 1000);
+    weft_sleep(50);
+    T.r0 = weft_recv(T.b, &c, 1, 1000);
+    T.poll_rc = weft_sock_poll(T.b, WEFT_POLL_IN, 0);
+}
+
+Test(backend, readahead_then_a_call_outside_a_coroutine, .timeout = 30)
+{
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    weft_go(t_first, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    cr_assert_eq(T.r0, 1);
+    cr_assert_eq(T.poll_rc, WEFT_POLL_IN, "three bytes are there to read");
+    cr_assert_eq(weft_send(T.a, "ef", 2, 1000), 2);
+    char buf[8] = { 0 };
+    cr_assert_eq(weft_recvn(T.b, buf, 5, 1000), 5);
+    cr_assert_str_eq(buf, "bcdef");
+    cr_assert_eq(weft_recv(T.b, buf, 1, 50), -ETIMEDOUT);
+    weft_close(T.a);
+    weft_close(T.b);
+    weft_loop_free(l);
+}
+
+/* More read-aheads holding bytes than the loop has buffers: those that
+ * find the pool dry stop, and their bytes wait in the kernel until their
+ * reader takes them itself; every byte arrives, in order. */
+#define DRY 4300
+
+static struct {
+    weft_sock *s[DRY];
+    int fd[DRY];
+    weft_event *go;
+    int n, got, wrong;
+} D;
+
+static void d_reader(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    char c[2];
+    /* The first byte arms the read-ahead; the second arrives while
+     * nobody reads, so the read-aheads hold every buffer there is. */
+    if (weft_recv(D.s[i], &c[0], 1, 20000) != 1 || weft_event_wait(D.go, 20000) < 0 ||
+        weft_recv(D.s[i], &c[1], 1, 20000) != 1)
+        return;
+    D.got++;
+    D.wrong += c[0] != 'A' || c[1] != (char)i;
+}
+
+static void d_setup(void *arg)
+{
+    (void)arg;
+    weft_sock *l;
+    int port = listen_any(&l, "127.0.0.1");
+    if (port <= 0)
+        return;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    for (int i = 0; i < DRY; i++) {
+        /* Blocking connects: the kernel completes them from the backlog. */
+        D.fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (D.fd[i] < 0 || connect(D.fd[i], (struct sockaddr *)&sa, sizeof sa) < 0 ||
+            weft_tcp_accept(l, &D.s[i], 5000) < 0) {
+            D.n = i;
+            weft_close(l);
+            return;
+        }
+        weft_go(d_reader, (void *)(intptr_t)i);
+    }
+    D.n = DRY;
+    weft_close(l);
+    for (int i = 0; i < DRY; i++)
+        if (write(D.fd[i], "A", 1) != 1)
+            break;
+    weft_sleep(200); /* every reader has its "A" and waits for go */
+    for (int i = 0; i < DRY; i++) {
+        char c = (char)i;
+        if (write(D.fd[i], &c, 1) != 1)
+            break;
+    }
+    weft_sleep(200); /* the read-aheads have taken what buffers there are */
+    weft_event_set(D.go);
+}
+
+static int d_main(void *arg)
+{
+    (void)arg;
+    if (weft_event_new(&D.go, 1) < 0)
+        return -1;
+    weft_join(weft_go(d_setup, NULL), -1);
+    return 0;
+}
+
+Test(backend, readahead_more_readers_than_buffers, .timeout = 120)
+{
+    NEED_URING();
+    long lim = nofile_at_least(2 * DRY + 200);
+    cr_assert_geq(lim, 2 * DRY + 200, "descriptor limit %ld", lim);
+    cr_assert_eq(weft_main(d_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(D.n, DRY, "connected %d", D.n);
+    cr_assert_eq(D.got, DRY, "%d of %d bytes arrived", D.got, DRY);
+    cr_assert_eq(D.wrong, 0);
+    weft_event_free(D.go);
+    for (int i = 0; i < DRY; i++) {
+        weft_close(D.s[i]);
+        close(D.fd[i]);
+    }
 }

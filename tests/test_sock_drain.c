@@ -58,7 +58,12 @@ static int oob_main(void *arg)
     send(fa, "de", 2, 0);
     weft_sleep(50);
     o->r[0] = recv_str(b, o->got[0], sizeof o->got[0]);
-    o->r[1] = recv_str(b, o->got[1], sizeof o->got[1]);
+    /* io_uring's read-ahead may take all four at once (its receive does
+     * not stop at the mark): then nothing more is to come. */
+    if (o->r[0] == 4)
+        o->r[1] = recv_str(b, o->got[1], sizeof o->got[1]) == -ETIMEDOUT ? 2 : -1;
+    else
+        o->r[1] = recv_str(b, o->got[1], sizeof o->got[1]);
     weft_close(a);
     weft_close(b);
     return 0;
@@ -69,10 +74,16 @@ Test(sock_drain, tcp_urgent_data_does_not_strand_what_follows, .timeout = 30)
     int fds = count_fds();
     oob_run o = {0};
     cr_assert_eq(weft_main(oob_main, &o, NULL), 0);
-    cr_assert_eq(o.r[0], 2, "first receive: %s", weft_err_name((int)o.r[0]));
-    cr_assert_str_eq(o.got[0], "ab");
-    cr_assert_eq(o.r[1], 2, "the bytes past the urgent mark: %s", weft_err_name((int)o.r[1]));
-    cr_assert_str_eq(o.got[1], "de");
+    if (o.r[0] == 4) {
+        cr_assert_str_eq(o.got[0], "abde", "the urgent byte is not in the stream");
+        cr_assert_eq(o.r[1], 2, "nothing after them");
+    } else {
+        cr_assert_eq(o.r[0], 2, "first receive: %zd", o.r[0]);
+        cr_assert_str_eq(o.got[0], "ab");
+        cr_assert_eq(o.r[1], 2, "the bytes past the urgent mark: %s",
+                     weft_err_name((int)o.r[1]));
+        cr_assert_str_eq(o.got[1], "de");
+    }
     cr_assert_eq(count_fds(), fds);
 }
 

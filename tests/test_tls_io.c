@@ -6,8 +6,9 @@
  * close_notify against a peer that just drops the connection, records
  * OpenSSL holds already (served at once, seen by poll, passed between
  * readers), recvn/recvv/sendv, timeouts, cancels, close waking waiters,
- * TLS over a unix socketpair, blocking calls outside any coroutine, and
- * injected socket errors.
+ * TLS over a unix socketpair, blocking calls outside any coroutine,
+ * injected socket errors, and STARTTLS (TLS begun after plain bytes, its
+ * first record already read ahead).
  */
 #include "tls_certs.h"
 
@@ -901,4 +902,80 @@ Test(tls_io, second_close_during_close_notify_wait_is_ebadf, .timeout = 60)
     cr_assert_lt(t.second_at, t.first_end, "the second close came after the first ended");
     cr_assert_eq(t.second, -EBADF, "second close: %s", weft_err_name(t.second));
     cr_assert_eq(t.after, -EBADF, "a receive after: %s", weft_err_name((int)t.after));
+}
+
+/* ---- STARTTLS: plain bytes, then TLS on the same connection --------------------------- */
+
+/* The client's "STARTTLS\n" and its ClientHello arrive together, before
+ * the server reads: a receive that buffers ahead (io_uring's read-ahead)
+ * holds the ClientHello when the server's handshake begins, and the
+ * handshake must read it from there. */
+typedef struct starttls_run {
+    weft_tls_ctx *sctx, *cctx;
+    weft_sock *raw[2];
+    int srv_rc, cli_rc;
+    ssize_t line, echo;
+    char buf[16];
+} starttls_run;
+
+static void starttls_server(void *arg)
+{
+    starttls_run *u = arg;
+    weft_sleep(100); /* both are queued by now */
+    char line[9];
+    u->line = weft_recvn(u->raw[1], line, sizeof line, 2000);
+    if (u->line != 9 || memcmp(line, "STARTTLS\n", 9) != 0) {
+        u->srv_rc = -EPROTO;
+        return;
+    }
+    weft_sock *t;
+    u->srv_rc = weft_tls_wrap(&t, u->raw[1], u->sctx, NULL, 3000);
+    if (u->srv_rc < 0)
+        return;
+    char buf[16];
+    ssize_t n = weft_recv(t, buf, sizeof buf, 2000);
+    if (n > 0)
+        weft_send(t, buf, (size_t)n, 2000);
+    weft_close(t);
+    u->raw[1] = NULL;
+}
+
+static int starttls_main(void *arg)
+{
+    starttls_run *u = arg;
+    int rc = make_pair(&u->raw[0], &u->raw[1]);
+    if (rc < 0)
+        return rc;
+    int64_t id = weft_go(starttls_server, u);
+    weft_sock *c;
+    weft_send(u->raw[0], "STARTTLS\n", 9, 1000);
+    u->cli_rc = weft_tls_wrap(&c, u->raw[0], u->cctx, "localhost", 3000);
+    if (u->cli_rc == 0) {
+        weft_send(c, "after", 5, 1000);
+        u->echo = weft_recvn(c, u->buf, 5, 2000);
+        weft_close(c);
+    } else {
+        weft_close(u->raw[0]);
+    }
+    weft_join(id, -1);
+    if (u->raw[1])
+        weft_close(u->raw[1]);
+    return 0;
+}
+
+Test(tls_io, starttls_with_the_hello_queued_behind_the_line, .timeout = 60)
+{
+    int fds = count_fds();
+    starttls_run u = {0};
+    cr_assert_eq(ctx_server(&u.sctx, "srv", NULL), 0);
+    cr_assert_eq(ctx_client(&u.cctx, NULL), 0);
+    cr_assert_eq(weft_main(starttls_main, &u, NULL), 0);
+    weft_tls_ctx_free(u.sctx);
+    weft_tls_ctx_free(u.cctx);
+    cr_assert_eq(u.line, 9);
+    cr_assert_eq(u.srv_rc, 0, "server: %s", weft_err_name(u.srv_rc));
+    cr_assert_eq(u.cli_rc, 0, "client: %s", weft_err_name(u.cli_rc));
+    cr_assert_eq(u.echo, 5);
+    cr_assert(memcmp(u.buf, "after", 5) == 0);
+    cr_assert_eq(count_fds(), fds);
 }

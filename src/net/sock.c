@@ -212,10 +212,16 @@ static inline __attribute__((always_inline)) void give(weft__sock *s, int dir)
         s->wbusy = false;
 }
 
+void weft__sock_free(weft__sock *s)
+{
+    free(s->rx);
+    free(s);
+}
+
 void weft__sock_unref(weft__sock *s)
 {
     if (--s->refs == 0 && s->closed)
-        free(s);
+        weft__sock_free(s);
 }
 
 ssize_t weft__sock_send_io(weft__sock *s, int64_t timeout_ms, weft__sock_op op, void *ctx,
@@ -243,7 +249,7 @@ static ssize_t ring_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op
     if (r < 0)
         goto out;
     if (in) {
-        s->rring = true;
+        s->rring |= WEFT__RING_CALL;
         s->rdeadline = deadline;
     } else {
         s->wring = true;
@@ -260,7 +266,7 @@ static ssize_t ring_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op
             break;
     }
     if (in)
-        s->rring = false;
+        s->rring &= (unsigned char)~WEFT__RING_CALL;
     else
         s->wring = false;
     give(s, dir);
@@ -342,50 +348,127 @@ ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
     return r;
 }
 
-/* On a stream socket a receive that came up short has drained it, and the
- * next one had better wait for data before trying; rready keeps that. */
-static void note_drained(weft__sock *s, ssize_t r, size_t want)
+/* After a receive: is more probably queued?  The syscall is then tried
+ * first next time, the ring only when it finds nothing (a submission, a
+ * park and a step cost more than one syscall that finds data).  A stream
+ * that gave less than asked for is drained, unless the kernel says more
+ * came meanwhile (more: IORING_CQE_F_SOCK_NONEMPTY); a datagram socket
+ * that gave one may hold more. */
+static void note_recv(weft__sock *s, ssize_t r, size_t want, bool more)
 {
-    if (r >= 0 && (s->flags & WEFT__SOCK_STREAM))
-        s->rready = (size_t)r == want;
+    if (r > 0 && (s->flags & WEFT__SOCK_STREAM))
+        s->rready = more || (size_t)r == want;
+    else if (r >= 0)
+        s->rready = true; /* a datagram, or the end of the stream (sticky) */
 }
 
 ssize_t weft__sock_ring_recv(weft__sock *s, void *buf, size_t n, int flags)
 {
+    ssize_t r;
+    if ((s->flags & WEFT__SOCK_DRAINS) || (s->rring & WEFT__RING_RX)) {
+        struct iovec v = { buf, n };
+        r = weft__sock_rx_read(s, &v, 1, flags);
+        if (r != -EAGAIN)
+            return r;
+    }
+    if (!(s->rring & WEFT__RING_CALL))
+        return weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
+    if (s->rready) {
+        r = weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
+        if (r != -EAGAIN) {
+            note_recv(s, r, n, false);
+            return r;
+        }
+        s->rready = false;
+    }
     weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n,
-                     .poll_first = !s->rready };
-    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-    note_drained(s, r, n);
-    if (r != -EAGAIN)
-        return r;
-    return weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
+                     .poll_first = true };
+    r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+    if (r == -EAGAIN)
+        r = weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
+    note_recv(s, r, n, op.more);
+    return r;
 }
 
 ssize_t weft__sock_ring_recvmsg(weft__sock *s, struct msghdr *m, int flags)
 {
-    weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m };
-    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-    if (r != -EAGAIN)
-        return r;
-    return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
+    ssize_t r;
+    size_t want = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++)
+        want += m->msg_iov[i].iov_len;
+    if (((s->flags & WEFT__SOCK_DRAINS) && !m->msg_controllen) || (s->rring & WEFT__RING_RX)) {
+        r = weft__sock_rx_read(s, m->msg_iov, (int)m->msg_iovlen, flags);
+        if (r != -EAGAIN) {
+            if (r >= 0)
+                m->msg_flags = 0;
+            return r;
+        }
+    }
+    if (!(s->rring & WEFT__RING_CALL))
+        return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
+    if (s->rready) {
+        r = weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
+        if (r != -EAGAIN) {
+            note_recv(s, r, want, false);
+            return r;
+        }
+        s->rready = false;
+    }
+    weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m, .poll_first = true };
+    r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
+    if (r == -EAGAIN)
+        r = weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
+    note_recv(s, r, want, op.more);
+    return r;
+}
+
+/* Sends the same way: the syscall while the socket was last seen with
+ * room (wready), the ring once it had none. */
+static void note_send(weft__sock *s, ssize_t r, size_t want)
+{
+    if (r >= 0)
+        s->wready = (size_t)r == want;
 }
 
 ssize_t weft__sock_ring_send(weft__sock *s, const void *buf, size_t n, int flags)
 {
+    ssize_t r;
+    if (s->wready) {
+        r = weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
+        if (r != -EAGAIN) {
+            note_send(s, r, n);
+            return r;
+        }
+        s->wready = false;
+    }
     weft__bop op = { .kind = WEFT__BOP_SEND, .flags = flags, .buf = (void *)buf, .len = n };
-    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-    if (r != -EAGAIN)
-        return r;
-    return weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
+    r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+    if (r == -EAGAIN)
+        r = weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
+    note_send(s, r, n);
+    return r;
 }
 
 ssize_t weft__sock_ring_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
 {
+    ssize_t r;
+    size_t want = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++)
+        want += m->msg_iov[i].iov_len;
+    if (s->wready) {
+        r = weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
+        if (r != -EAGAIN) {
+            note_send(s, r, want);
+            return r;
+        }
+        s->wready = false;
+    }
     weft__bop op = { .kind = WEFT__BOP_SENDMSG, .flags = flags, .buf = (void *)m };
-    ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-    if (r != -EAGAIN)
-        return r;
-    return weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
+    r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
+    if (r == -EAGAIN)
+        r = weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
+    note_send(s, r, want);
+    return r;
 }
 
 int weft__sock_sys_accept(weft__sock *s, int flags)
@@ -407,6 +490,7 @@ void weft__sock_send_away(weft__sock *s)
     weft__wake_all(&s->wq, -EBADF);
     weft__wake_all(&s->rlock, -EBADF);
     weft__wake_all(&s->wlock, -EBADF);
+    weft__sock_rx_drop(s);
     if (s->rop || s->wop) {
         /* Operations in the ring hold the file open (no FIN would go out
          * at close) and, until submitted, name the descriptor by its
@@ -456,7 +540,7 @@ int weft__sock_close_claimed(weft__sock *s, bool reset)
     int rc = close(s->pe.fd) == 0 || errno == EINTR ? 0 : -errno;
     s->pe.fd = -1;
     if (s->refs == 0)
-        free(s);
+        weft__sock_free(s);
     return rc;
 }
 
@@ -722,8 +806,15 @@ int weft__sock_poll(weft__sock *s, int events, int64_t timeout_ms)
     int64_t deadline = weft__deadline(timeout_ms);
     int rc;
     for (;;) {
+        /* Bytes the read-ahead holds are there to read; a thread that
+         * polls the descriptor itself stops it first. */
+        if ((s->rring & WEFT__RING_RX) && !in_co)
+            weft__sock_rx_halt(s);
+        bool queued = (ev & WEFT__EV_IN) && weft__sock_rx_has(s);
         /* The cached flags may be optimistic: ask the kernel what holds. */
-        rc = weft__fd_poll(s->pe.fd, ev, in_co ? 0 : deadline);
+        rc = weft__fd_poll(s->pe.fd, ev, in_co || queued ? 0 : deadline);
+        if (queued && (rc >= 0 || rc == -ETIMEDOUT))
+            rc = (rc > 0 ? rc : 0) | WEFT__EV_IN;
         if (rc != -ETIMEDOUT || !in_co)
             break;
         if ((rc = weft__sock_wait_held(s, ev, deadline, NULL)) < 0)

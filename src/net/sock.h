@@ -49,6 +49,35 @@ typedef struct weft__sock_ops {
     void (*close)(weft__sock *s, bool reset);
 } weft__sock_ops;
 
+/* rring's bits. */
+enum {
+    WEFT__RING_CALL = 1, /* the call holding the receive side goes through
+                          * the ring (set for its duration) */
+    WEFT__RING_RX = 2,   /* the read-ahead below is armed or holds bytes */
+};
+
+/* A TCP socket's read-ahead on a loop with provided buffers (io_uring):
+ * one multishot receive stays in the ring and queues what arrives in the
+ * loop's buffers, so a receive takes bytes already there, or parks until
+ * some come, without a submission of its own.  Its bytes are copied into
+ * the caller's buffer as the call returns, so a waiting call's buffer is
+ * never written behind its back, and a cancel or timeout has nothing to
+ * wait for.  sock_rx.c. */
+typedef struct weft__sock_rx {
+    weft__bop op;        /* the multishot receive, while armed */
+    weft__sock *s;
+    weft_loop *loop;     /* whose pool the queued buffers are */
+    bool armed;          /* op is in the ring (holds a reference to s) */
+    bool stopping;       /* asked to stop: the queue is long enough */
+    int end;             /* after the queue: 0 more to come, 1 the end of
+                          * the stream, -errno (reported once, then 1) */
+    int32_t head, tail;  /* queued buffers, linked by the pool's next */
+    uint32_t off;        /* bytes of head already taken */
+    uint32_t queued;     /* bytes in the queue */
+    char *spill;         /* bytes queued when its loop went (first) */
+    size_t spill_len, spill_off;
+} weft__sock_rx;
+
 /* A socket.  Users hold a handle (weft_sock *) that names it through the
  * handle table (handle.c); the record itself lives until it is closed and
  * the last call using it has left. */
@@ -71,9 +100,12 @@ struct weft__sock {
     size_t sent;
     /* The call holding a direction, on a completion backend: its deadline
      * and the operation it has in the ring (close stops that first). */
-    bool rring, wring;       /* this call's operations go through the ring */
+    unsigned char rring;     /* WEFT__RING_* bits: receives go through
+                              * sock.c's ring calls */
+    bool wring;              /* this call's sends go through the ring */
     int64_t rdeadline, wdeadline;
     weft__bop *rop, *wop;
+    weft__sock_rx *rx;       /* made at its first use; freed with s */
     weft__sock *lnext, *lprev; /* the sockets loop owns */
     const weft__sock_ops *ops; /* NULL: plain descriptor */
     void *layer;               /* the ops' state */
@@ -197,6 +229,8 @@ int weft__sock_close_claimed(weft__sock *s, bool reset);
 /* Drops a reference a waiting call took (s->refs++); frees a socket that
  * was closed meanwhile once the last one is gone. */
 void weft__sock_unref(weft__sock *s);
+/* Frees a closed socket's memory (its read-ahead's too). */
+void weft__sock_free(weft__sock *s);
 /* A syscall's result as the socket core's ops return it: bytes, or
  * -errno with EWOULDBLOCK as -EAGAIN. */
 static inline ssize_t weft__sock_errno(ssize_t r)
@@ -244,6 +278,42 @@ static inline ssize_t weft__sock_sys_sendmsg(weft__sock *s, const struct msghdr 
         return weft__sock_ring_sendmsg(s, m, flags);
     return weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
 }
+
+/* ---- the read-ahead (sock_rx.c) ---------------------------------------------- */
+
+/* A receive into iov through the read-ahead: what is queued, or, for a
+ * coroutine's call through the ring (WEFT__RING_CALL), arms the read-ahead
+ * when the loop can (TCP, no flags but MSG_DONTWAIT) and parks until bytes
+ * come, within s->rdeadline.  Returns bytes, 0 at the end of the stream,
+ * -errno (the connection's error, -ETIMEDOUT, -ECANCELED, -EBADF); -EAGAIN:
+ * no read-ahead and nothing queued (stopped first, for a call that cannot
+ * park or whose time is up): the caller receives by itself. */
+ssize_t weft__sock_rx_read(weft__sock *s, const struct iovec *iov, int iovcnt, int flags);
+/* Stops the read-ahead and waits until it has left the ring; the queue
+ * stays to be read.  For whatever is about to read the descriptor itself
+ * (a TLS layer, a pool's check of an idle connection). */
+void weft__sock_rx_halt(weft__sock *s);
+/* Nothing queued and nothing more known of the stream: the read-ahead
+ * stopped, true when its queue is empty and it saw no end or error. */
+bool weft__sock_rx_idle(weft__sock *s);
+/* For a layer that reads the descriptor itself (TLS): stops the
+ * read-ahead and takes up to n queued bytes; -EAGAIN when none are left
+ * (read the descriptor then), 0 or -errno for the end or error after
+ * them. */
+ssize_t weft__sock_rx_take(weft__sock *s, void *buf, size_t n);
+/* The read-ahead holds bytes, or the end of the stream or an error. */
+static inline bool weft__sock_rx_has(const weft__sock *s)
+{
+    return (s->rring & WEFT__RING_RX) &&
+           (s->rx->head >= 0 || s->rx->end != 0 || s->rx->spill_len);
+}
+/* Its loop is going and s outlives it: stops the read-ahead and moves
+ * its bytes out of the loop's buffers (on no memory, the next receive
+ * fails with -ENOMEM). */
+void weft__sock_rx_detach(weft__sock *s);
+/* At close: stops the read-ahead (without waiting) and gives back its
+ * buffers; what it still receives is given back as it comes. */
+void weft__sock_rx_drop(weft__sock *s);
 
 /* Carries op out in the ring for the call holding op's direction (an
  * op of weft__sock_io with s->rring or s->wring set), op->fd and the

@@ -23,10 +23,17 @@
 
 #include <liburing.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define SQ_ENTRIES 1024
 #define CQ_ENTRIES 8192
+
+/* The provided buffers: PBUF_COUNT (a power of two) of PBUF_SIZE, made
+ * at the first read-ahead (virtual memory until the kernel writes them). */
+#define PBUF_GROUP 0
+#define PBUF_COUNT 4096
+#define PBUF_SIZE 4096
 
 /* user_data of what is not an operation of the socket core. */
 #define TAG_IGNORE 0 /* cancels: their own completions say nothing */
@@ -40,6 +47,9 @@ typedef struct uring_state {
     bool plain;         /* set up again for weft_loop_fd (ur_fd) */
     unsigned inflight;  /* operations submitted and not yet completed */
     bool poll_first;    /* the kernel knows IORING_RECVSEND_POLL_FIRST */
+    weft__pbufs pool;   /* provided buffers: pool.base NULL until made */
+    struct io_uring_buf_ring *br; /* ... and the ring that hands them over */
+    bool pool_tried;    /* made, or found not to be had */
 } uring_state;
 
 /* Setups to try, best first: the kernel says -EINVAL for a flag it lacks. */
@@ -116,9 +126,21 @@ fail:
     return rc;
 }
 
+static int reap(uring_state *st);
+static void pool_free(uring_state *st);
+
 static void ur_fini(weft_loop *l)
 {
     uring_state *st = l->be_data;
+    /* Every operation was stopped by its socket's close; their last
+     * completions free what they hold. */
+    for (int i = 0; st->inflight && i < 1000; i++) {
+        struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
+        struct io_uring_cqe *cqe;
+        io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+        reap(st);
+    }
+    pool_free(st);
     io_uring_queue_exit(&st->ring);
     weft__epoll_close(&st->ep);
     free(st);
@@ -155,7 +177,12 @@ static int ur_submit(weft_loop *l, weft__bop *op)
     case WEFT__BOP_CONNECT:
         io_uring_prep_connect(sqe, op->fd, op->buf, (socklen_t)op->len);
         break;
-    default: io_uring_prep_nop(sqe); break;
+    case WEFT__BOP_RECV_MULTI:
+        io_uring_prep_recv(sqe, op->fd, NULL, 0, op->flags);
+        sqe->ioprio |= IORING_RECV_MULTISHOT;
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = PBUF_GROUP;
+        break;
     }
     if (op->poll_first && st->poll_first)
         sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -163,8 +190,6 @@ static int ur_submit(weft_loop *l, weft__bop *op)
     st->inflight++;
     return 0;
 }
-
-static int reap(uring_state *st);
 
 /* The cancel goes to the kernel at once, and so does the stopped
  * operation's completion: its caller usually returns without waiting for
@@ -214,7 +239,22 @@ static int reap(uring_state *st)
             seen++;
             if (WEFT__LIKELY(d > TAG_EPOLL && d != LIBURING_UDATA_TIMEOUT)) {
                 weft__bop *op = (weft__bop *)(uintptr_t)d;
+                if (op->on_more) {
+                    int buf = -1;
+                    if (cqe->flags & IORING_CQE_F_BUFFER) {
+                        buf = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+                        st->pool.out++;
+                        st->pool.len[buf] = cqe->res > 0 ? (uint32_t)cqe->res : 0;
+                    }
+                    bool done = !(cqe->flags & IORING_CQE_F_MORE);
+                    if (done)
+                        st->inflight--;
+                    op->on_more(op, cqe->res, buf, done); /* op may be gone after */
+                    n++;
+                    continue;
+                }
                 op->res = cqe->res;
+                op->more = cqe->flags & IORING_CQE_F_SOCK_NONEMPTY;
                 op->done = true;
                 st->inflight--;
                 if (op->w)
@@ -247,7 +287,10 @@ static int ur_wait(weft_loop *l, int timeout_ms)
         }
     }
     int rc;
-    if (timeout_ms == 0 || io_uring_cq_ready(r)) {
+    /* ep_ready may be set already: a cancel's reap (ur_cancel, in a
+     * coroutine) took the epoll set's completion, and the poll will not
+     * fire again for what the set holds. */
+    if (timeout_ms == 0 || st->ep_ready || io_uring_cq_ready(r)) {
         rc = io_uring_submit_and_get_events(r);
     } else if (timeout_ms < 0) {
         rc = io_uring_submit_and_wait(r, 1);
@@ -272,6 +315,89 @@ static int ur_wait(weft_loop *l, int timeout_ms)
     return n;
 }
 
+/* ---- provided buffers -------------------------------------------------------------- */
+
+/* Hands every buffer to the kernel through a fresh buffer ring. */
+static int pool_register(uring_state *st)
+{
+    struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)st->br,
+                                    .ring_entries = PBUF_COUNT,
+                                    .bgid = PBUF_GROUP };
+    int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
+    if (rc < 0)
+        return rc;
+    io_uring_buf_ring_init(st->br);
+    for (unsigned i = 0; i < PBUF_COUNT; i++)
+        io_uring_buf_ring_add(st->br, st->pool.base + (size_t)i * PBUF_SIZE, PBUF_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(PBUF_COUNT), (int)i);
+    io_uring_buf_ring_advance(st->br, PBUF_COUNT);
+    st->pool.out = 0;
+    return 0;
+}
+
+static void pool_free(uring_state *st)
+{
+    if (st->br)
+        munmap(st->br, PBUF_COUNT * sizeof(struct io_uring_buf));
+    if (st->pool.base)
+        munmap(st->pool.base, (size_t)PBUF_COUNT * PBUF_SIZE);
+    free(st->pool.len);
+    free(st->pool.next);
+    st->br = NULL;
+    st->pool.base = NULL;
+    st->pool.len = NULL;
+    st->pool.next = NULL;
+}
+
+/* The pool, made the first time: a kernel that takes the first setup
+ * (6.1) has buffer rings (5.19) and multishot receives (6.0). */
+static weft__pbufs *ur_pbufs(weft_loop *l)
+{
+    uring_state *st = l->be_data;
+    if (WEFT__LIKELY(st->pool.base != NULL))
+        return &st->pool;
+    if (st->pool_tried || !st->poll_first)
+        return NULL;
+    st->pool_tried = true;
+    if (weft__sys_fail(WEFT_FAULT_RING))
+        return NULL;
+    void *br = mmap(NULL, PBUF_COUNT * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *base = mmap(NULL, (size_t)PBUF_COUNT * PBUF_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    st->br = br == MAP_FAILED ? NULL : br;
+    st->pool.base = base == MAP_FAILED ? NULL : base;
+    st->pool.len = weft__sys_calloc(PBUF_COUNT, sizeof *st->pool.len);
+    st->pool.next = weft__sys_calloc(PBUF_COUNT, sizeof *st->pool.next);
+    st->pool.size = PBUF_SIZE;
+    st->pool.count = PBUF_COUNT;
+    if (!st->br || !st->pool.base || !st->pool.len || !st->pool.next || pool_register(st) < 0) {
+        pool_free(st);
+        return NULL;
+    }
+    return &st->pool;
+}
+
+static void ur_pbuf_put(weft_loop *l, unsigned id)
+{
+    uring_state *st = l->be_data;
+    io_uring_buf_ring_add(st->br, st->pool.base + (size_t)id * PBUF_SIZE, PBUF_SIZE,
+                          (unsigned short)id, io_uring_buf_ring_mask(PBUF_COUNT), 0);
+    io_uring_buf_ring_advance(st->br, 1);
+    st->pool.out--;
+}
+
+/* A cancel queued for the next wait: nothing runs now. */
+static void ur_stop(weft_loop *l, weft__bop *op)
+{
+    uring_state *st = l->be_data;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+    if (sqe) {
+        io_uring_prep_cancel(sqe, op, 0);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    }
+}
+
 /* The ring's descriptor is readable while completions wait in it.  With
  * deferred (or cooperative) task work they wait to be posted until the
  * thread enters the ring, and nothing wakes a thread asleep in poll(2) on
@@ -282,7 +408,7 @@ static int ur_fd(weft_loop *l)
 {
     uring_state *st = l->be_data;
     if (!st->plain) {
-        if (st->inflight)
+        if (st->inflight || st->pool.out)
             return -EBUSY;
         struct io_uring fresh;
         size_t used;
@@ -293,6 +419,8 @@ static int ur_fd(weft_loop *l)
         st->ring = fresh;
         st->plain = true;
         st->ep_polled = false;
+        if (st->pool.base && pool_register(st) < 0)
+            pool_free(st); /* the new ring has none: receives go one by one */
     }
     return st->ring.ring_fd;
 }
@@ -309,4 +437,7 @@ const weft__backend weft__backend_uring = {
     .submit = ur_submit,
     .cancel = ur_cancel,
     .flush = ur_flush,
+    .pbufs = ur_pbufs,
+    .pbuf_put = ur_pbuf_put,
+    .stop = ur_stop,
 };

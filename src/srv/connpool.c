@@ -255,8 +255,8 @@ static bool is_tls(const weft__sock *s)
  * came: then the layer looks at them. */
 static bool quiet(weft__sock *s)
 {
-    if (s->rhup)
-        return false; /* the poller saw the FIN, or an error */
+    if (s->rhup || !weft__sock_rx_idle(s))
+        return false; /* the poller saw the FIN, or an error; bytes came */
     char c;
     ssize_t r;
     do
@@ -281,6 +281,10 @@ static bool quiet(weft__sock *s)
 static bool keepable(weft__sock *s)
 {
     if (s->rhup || s->rbusy || s->wbusy || !(s->flags & WEFT__SOCK_STREAM))
+        return false;
+    /* Its read-ahead stops (the watch below and quiet() read the
+     * descriptor): bytes or an end it took mean the peer spoke. */
+    if (!weft__sock_rx_idle(s))
         return false;
     struct tcp_info ti;
     socklen_t len = sizeof ti;

@@ -84,6 +84,20 @@ static int bio_read(BIO *b, char *buf, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
+    if (WEFT__UNLIKELY(t->s->rring & WEFT__RING_RX)) {
+        /* Bytes a plain receive's read-ahead took before TLS began. */
+        ssize_t r = weft__sock_rx_take(t->s, buf, (size_t)len);
+        if (r > 0)
+            return (int)r;
+        if (r == 0) {
+            t->eof = true;
+            return 0;
+        }
+        if (r != -EAGAIN) {
+            t->sys_err = (int)-r;
+            return -1;
+        }
+    }
     for (;;) {
         ssize_t r = weft__sys_recv(t->s->pe.fd, buf, (size_t)len, MSG_DONTWAIT);
         if (r > 0)
