@@ -348,127 +348,105 @@ ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
     return r;
 }
 
-/* After a receive: is more probably queued?  The syscall is then tried
- * first next time, the ring only when it finds nothing (a submission, a
- * park and a step cost more than one syscall that finds data).  A stream
- * that gave less than asked for is drained, unless the kernel says more
- * came meanwhile (more: IORING_CQE_F_SOCK_NONEMPTY); a datagram socket
- * that gave one may hold more. */
-static void note_recv(weft__sock *s, ssize_t r, size_t want, bool more)
+/* The syscall an operation stands for (non-blocking: flags carry
+ * MSG_DONTWAIT). */
+static ssize_t sys_once(const weft__sock *s, const weft__bop *op, int flags)
 {
-    if (r > 0 && (s->flags & WEFT__SOCK_STREAM))
-        s->rready = more || (size_t)r == want;
-    else if (r >= 0)
-        s->rready = true; /* a datagram, or the end of the stream (sticky) */
+    switch (op->kind) {
+    case WEFT__BOP_RECV:
+        return weft__sock_errno(weft__sys_recv(s->pe.fd, op->buf, op->len, flags));
+    case WEFT__BOP_RECVMSG:
+        return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, op->buf, flags));
+    case WEFT__BOP_SEND:
+        return weft__sock_errno(weft__sys_send(s->pe.fd, op->buf, op->len, flags));
+    default:
+        return weft__sock_errno(weft__sys_sendmsg(s->pe.fd, op->buf, flags));
+    }
+}
+
+/* A receive or send of the call holding its direction through the ring.
+ * On a socket last seen ready (rready, wready) the syscall goes first: a
+ * submission, a park and a step cost more than one syscall that finds
+ * data or room.  The ring only when it found none (a receive then waits
+ * for data before its first try), or the syscall where the ring cannot
+ * take it.  Sends on a stream go to the ring at once: many coroutines'
+ * sends then go out in one io_uring_enter (measured a little cheaper than
+ * a send(2) each, bench/RESULTS.md section 16).  Afterwards: is the socket probably still ready?  A stream
+ * that gave less than asked for is drained, unless the kernel says more
+ * came meanwhile (IORING_CQE_F_SOCK_NONEMPTY); a datagram socket that gave
+ * one may hold more; a send that took less had no room left. */
+static ssize_t ring_xfer(weft__sock *s, weft__bop *op, size_t want)
+{
+    bool in = op->kind == WEFT__BOP_RECV || op->kind == WEFT__BOP_RECVMSG;
+    bool *ready = in ? &s->rready : &s->wready;
+    int flags = op->flags; /* ring_run drops MSG_DONTWAIT from op's */
+    ssize_t r = -EAGAIN;
+    if (*ready && (in || !(s->flags & WEFT__SOCK_STREAM)))
+        r = sys_once(s, op, flags);
+    if (r == -EAGAIN) {
+        *ready = false;
+        op->poll_first = in;
+        r = weft__sock_ring_run(s, op, in ? WEFT_FAULT_RECV : WEFT_FAULT_SEND);
+        if (r == -EAGAIN)
+            r = sys_once(s, op, flags);
+    }
+    if (r < 0)
+        return r;
+    if (!in || (s->flags & WEFT__SOCK_STREAM))
+        *ready = (size_t)r == want || (r > 0 && op->more) || (in && r == 0);
+    else
+        *ready = true;
+    return r;
+}
+
+static size_t iov_bytes(const struct msghdr *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++)
+        n += m->msg_iov[i].iov_len;
+    return n;
 }
 
 ssize_t weft__sock_ring_recv(weft__sock *s, void *buf, size_t n, int flags)
 {
-    ssize_t r;
     if ((s->flags & WEFT__SOCK_DRAINS) || (s->rring & WEFT__RING_RX)) {
         struct iovec v = { buf, n };
-        r = weft__sock_rx_read(s, &v, 1, flags);
+        ssize_t r = weft__sock_rx_read(s, &v, 1, flags);
         if (r != -EAGAIN)
             return r;
     }
+    weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n };
     if (!(s->rring & WEFT__RING_CALL))
-        return weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
-    if (s->rready) {
-        r = weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
-        if (r != -EAGAIN) {
-            note_recv(s, r, n, false);
-            return r;
-        }
-        s->rready = false;
-    }
-    weft__bop op = { .kind = WEFT__BOP_RECV, .flags = flags, .buf = buf, .len = n,
-                     .poll_first = true };
-    r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-    if (r == -EAGAIN)
-        r = weft__sock_errno(weft__sys_recv(s->pe.fd, buf, n, flags));
-    note_recv(s, r, n, op.more);
-    return r;
+        return sys_once(s, &op, flags);
+    return ring_xfer(s, &op, n);
 }
 
 ssize_t weft__sock_ring_recvmsg(weft__sock *s, struct msghdr *m, int flags)
 {
-    ssize_t r;
-    size_t want = 0;
-    for (size_t i = 0; i < m->msg_iovlen; i++)
-        want += m->msg_iov[i].iov_len;
     if (((s->flags & WEFT__SOCK_DRAINS) && !m->msg_controllen) || (s->rring & WEFT__RING_RX)) {
-        r = weft__sock_rx_read(s, m->msg_iov, (int)m->msg_iovlen, flags);
+        ssize_t r = weft__sock_rx_read(s, m->msg_iov, (int)m->msg_iovlen, flags);
         if (r != -EAGAIN) {
             if (r >= 0)
                 m->msg_flags = 0;
             return r;
         }
     }
+    weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m };
     if (!(s->rring & WEFT__RING_CALL))
-        return weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
-    if (s->rready) {
-        r = weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
-        if (r != -EAGAIN) {
-            note_recv(s, r, want, false);
-            return r;
-        }
-        s->rready = false;
-    }
-    weft__bop op = { .kind = WEFT__BOP_RECVMSG, .flags = flags, .buf = m, .poll_first = true };
-    r = weft__sock_ring_run(s, &op, WEFT_FAULT_RECV);
-    if (r == -EAGAIN)
-        r = weft__sock_errno(weft__sys_recvmsg(s->pe.fd, m, flags));
-    note_recv(s, r, want, op.more);
-    return r;
-}
-
-/* Sends the same way: the syscall while the socket was last seen with
- * room (wready), the ring once it had none. */
-static void note_send(weft__sock *s, ssize_t r, size_t want)
-{
-    if (r >= 0)
-        s->wready = (size_t)r == want;
+        return sys_once(s, &op, flags);
+    return ring_xfer(s, &op, iov_bytes(m));
 }
 
 ssize_t weft__sock_ring_send(weft__sock *s, const void *buf, size_t n, int flags)
 {
-    ssize_t r;
-    if (s->wready) {
-        r = weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
-        if (r != -EAGAIN) {
-            note_send(s, r, n);
-            return r;
-        }
-        s->wready = false;
-    }
     weft__bop op = { .kind = WEFT__BOP_SEND, .flags = flags, .buf = (void *)buf, .len = n };
-    r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-    if (r == -EAGAIN)
-        r = weft__sock_errno(weft__sys_send(s->pe.fd, buf, n, flags));
-    note_send(s, r, n);
-    return r;
+    return ring_xfer(s, &op, n);
 }
 
 ssize_t weft__sock_ring_sendmsg(weft__sock *s, const struct msghdr *m, int flags)
 {
-    ssize_t r;
-    size_t want = 0;
-    for (size_t i = 0; i < m->msg_iovlen; i++)
-        want += m->msg_iov[i].iov_len;
-    if (s->wready) {
-        r = weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
-        if (r != -EAGAIN) {
-            note_send(s, r, want);
-            return r;
-        }
-        s->wready = false;
-    }
     weft__bop op = { .kind = WEFT__BOP_SENDMSG, .flags = flags, .buf = (void *)m };
-    r = weft__sock_ring_run(s, &op, WEFT_FAULT_SEND);
-    if (r == -EAGAIN)
-        r = weft__sock_errno(weft__sys_sendmsg(s->pe.fd, m, flags));
-    note_send(s, r, want);
-    return r;
+    return ring_xfer(s, &op, iov_bytes(m));
 }
 
 int weft__sock_sys_accept(weft__sock *s, int flags)
