@@ -53,19 +53,19 @@ static void on_more(weft__bop *op, int res, int buf, bool done)
     weft__sock *s = x->s;
     weft_loop *l = x->loop;
     bool gone = s->closing;
+    if (buf >= 0 && (res <= 0 || gone)) {
+        l->be->pbuf_put(l, (unsigned)buf); /* nothing in it for anyone */
+        buf = -1;
+    }
     if (buf >= 0) {
-        if (res > 0 && !gone) {
-            weft__pbufs *p = l->be->pbufs(l);
-            p->next[buf] = -1;
-            if (x->tail >= 0)
-                p->next[x->tail] = buf;
-            else
-                x->head = buf;
-            x->tail = buf;
-            x->queued += (uint32_t)res;
-        } else {
-            l->be->pbuf_put(l, (unsigned)buf);
-        }
+        weft__pbufs *p = l->be->pbufs(l);
+        p->next[buf] = -1;
+        if (x->tail >= 0)
+            p->next[x->tail] = buf;
+        else
+            x->head = buf;
+        x->tail = buf;
+        x->queued += (uint32_t)res;
     } else if (res == 0) {
         x->end = 1;
     } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED && !x->end) {
