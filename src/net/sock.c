@@ -439,8 +439,10 @@ ssize_t weft__sock_ring_recvmsg(weft__sock *s, struct msghdr *m, int flags)
     if (((s->flags & WEFT__SOCK_DRAINS) && !m->msg_controllen) || (s->rring & WEFT__RING_RX)) {
         ssize_t r = weft__sock_rx_read(s, m->msg_iov, (int)m->msg_iovlen, flags);
         if (r != -EAGAIN) {
-            if (r >= 0)
+            if (r >= 0) {
                 m->msg_flags = 0;
+                m->msg_controllen = 0; /* bytes only: no ancillary data */
+            }
             return r;
         }
     }
