@@ -564,6 +564,8 @@ enum {
     WEFT__BOP_RECV_MULTI, /* recv(fd, a provided buffer, flags), again and
                            * again until it fails, ends or is stopped:
                            * op->more runs for each completion */
+    WEFT__BOP_ACCEPT_MULTI, /* accept4(fd, NULL, NULL, flags), again and
+                             * again, the same way: res is each new fd */
 };
 
 /* A loop's provided buffers: count buffers of size bytes from base.  The
@@ -592,7 +594,7 @@ struct weft__bop {
     int res;        /* bytes, or -errno */
     bool more;      /* a receive: the kernel says more data is queued */
     weft__wait *w;  /* the waiting coroutine's wait; NULL: none to wake */
-    /* WEFT__BOP_RECV_MULTI: called for each completion, inside the
+    /* WEFT__BOP_RECV_MULTI, _ACCEPT_MULTI: called for each completion, inside the
      * backend's wait, with res (bytes, 0 at the end of the stream,
      * -errno), buf the provided buffer's id or -1, and done once the
      * operation has left the ring (no more calls; op's memory is free).

@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -921,4 +923,189 @@ Test(backend, readahead_more_readers_than_buffers, .timeout = 120)
         weft_close(D.s[i]);
         close(D.fd[i]);
     }
+}
+
+/* ---- the accept-ahead ------------------------------------------------------------- */
+
+/* A plain client connected to port (the kernel completes the handshake
+ * whether or not anyone accepts). */
+static int plain_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int plain_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    return getsockname(fd, (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin_port) : -1;
+}
+
+static weft__sock_ax *ax_of(weft_sock *h)
+{
+    weft__sock *s;
+    return weft__sock_enter(h, &s) == 0 ? s->ax : NULL;
+}
+
+/* A server that stops accepting: the accept-ahead holds a few connections
+ * and leaves the rest in the backlog; every one is accepted later, none
+ * lost, none twice. */
+#define AHEAD 300
+static struct {
+    int fd[AHEAD + 1];
+    int queued, first, got, wrong;
+    bool armed, seen[65536];
+} A;
+
+static int a_main(void *arg)
+{
+    (void)arg;
+    weft_sock *l, *s;
+    if (weft_tcp_listen(&l, "127.0.0.1", 0, 1024, 0) < 0)
+        return -1;
+    int port = local_port(l);
+    A.fd[AHEAD] = plain_connect(port);
+    A.first = weft_accept(l, &s, 2000); /* arms it */
+    if (A.first == 0)
+        weft_close(s);
+    for (int i = 0; i < AHEAD; i++) {
+        A.fd[i] = plain_connect(port);
+        if (i % 10 == 9)
+            weft_sleep(1); /* the loop takes the completions */
+    }
+    weft_sleep(100);
+    weft__sock_ax *x = ax_of(l);
+    A.queued = x ? (int)x->count : -1;
+    A.armed = x && x->armed;
+    for (int i = 0; i < AHEAD; i++) {
+        if (weft_accept(l, &s, 2000) < 0)
+            break;
+        int p = peer_port(s);
+        A.wrong += p <= 0 || A.seen[p];
+        if (p > 0)
+            A.seen[p] = true;
+        A.got++;
+        weft_close(s);
+    }
+    for (int i = 0; i < AHEAD; i++)
+        A.wrong += A.fd[i] < 0 || !A.seen[plain_port(A.fd[i])];
+    for (int i = 0; i <= AHEAD; i++)
+        close(A.fd[i]);
+    weft_close(l);
+    return 0;
+}
+
+Test(backend, acceptahead_holds_a_few_and_loses_none, .timeout = 60)
+{
+    NEED_URING();
+    nofile_at_least(2 * AHEAD + 100);
+    int fds = count_fds();
+    cr_assert_eq(weft_main(a_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(A.first, 0);
+    /* Stopped at 64 waiting (plus what one wake-up took), not 300. */
+    cr_assert(A.queued >= 64 && A.queued < 128, "%d accepted ahead", A.queued);
+    cr_assert(!A.armed, "still accepting ahead with %d waiting", A.queued);
+    cr_assert_eq(A.got, AHEAD);
+    cr_assert_eq(A.wrong, 0);
+    cr_assert_eq(count_fds(), fds, "descriptors leaked");
+}
+
+/* Closing a listener with connections accepted ahead closes them: their
+ * peers see the end, no descriptor stays open. */
+static struct {
+    int fd[5], queued, ended;
+} K;
+
+static int k_main(void *arg)
+{
+    (void)arg;
+    weft_sock *l, *s;
+    int port = listen_any(&l, "127.0.0.1");
+    if (port <= 0)
+        return -1;
+    weft_accept(l, &s, 20); /* arms it; nothing comes */
+    for (int i = 0; i < 5; i++)
+        K.fd[i] = plain_connect(port);
+    weft_sleep(50);
+    weft__sock_ax *x = ax_of(l);
+    K.queued = x ? (int)x->count : -1;
+    weft_close(l);
+    for (int i = 0; i < 5; i++) {
+        char c;
+        struct pollfd p = { .fd = K.fd[i], .events = POLLIN };
+        K.ended += poll(&p, 1, 2000) == 1 && recv(K.fd[i], &c, 1, 0) <= 0;
+        close(K.fd[i]);
+    }
+    return 0;
+}
+
+Test(backend, acceptahead_closed_with_connections_waiting, .timeout = 30)
+{
+    NEED_URING();
+    int fds = count_fds();
+    cr_assert_eq(weft_main(k_main, NULL, &uring_cfg), 0);
+    cr_assert_eq(K.queued, 5);
+    cr_assert_eq(K.ended, 5);
+    cr_assert_eq(count_fds(), fds, "descriptors leaked");
+}
+
+/* Connections accepted ahead on a loop that is then freed: the listener
+ * outlives its loop, and they are accepted afterwards, outside any loop
+ * and on the next one. */
+static struct {
+    weft_sock *l;
+    int port, fd[3], got[3];
+} O;
+
+static void o_first(void *arg)
+{
+    (void)arg;
+    weft_sock *s;
+    O.port = listen_any(&O.l, "127.0.0.1");
+    O.fd[0] = plain_connect(O.port);
+    O.got[0] = weft_accept(O.l, &s, 2000) == 0 ? peer_port(s) : -1;
+    weft_close(s);
+    O.fd[1] = plain_connect(O.port);
+    O.fd[2] = plain_connect(O.port);
+    weft_sleep(50); /* both wait in the accept-ahead's queue */
+}
+
+static void o_second(void *arg)
+{
+    (void)arg;
+    weft_sock *s;
+    O.got[2] = weft_accept(O.l, &s, 2000) == 0 ? peer_port(s) : -1;
+    weft_close(s);
+}
+
+Test(backend, acceptahead_connections_outlive_their_loop, .timeout = 30)
+{
+    NEED_URING();
+    weft_loop *l;
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    weft_go(o_first, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    weft__sock_ax *x = ax_of(O.l);
+    cr_assert(x && x->count == 2, "%d waiting", x ? (int)x->count : -1);
+    weft_loop_free(l);
+    weft_sock *s;
+    cr_assert_eq(weft_accept(O.l, &s, 0), 0); /* no loop: the queue first */
+    O.got[1] = peer_port(s);
+    weft_close(s);
+    cr_assert_eq(weft_loop_new(&l, &uring_cfg), 0);
+    weft_go(o_second, NULL);
+    cr_assert_eq(weft_loop_run(l, 5000), 0);
+    weft_loop_free(l);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(O.got[i], plain_port(O.fd[i]), "connection %d", i);
+        close(O.fd[i]);
+    }
+    weft_close(O.l);
 }

@@ -310,9 +310,12 @@ int weft__sock_close_foreign(weft_sock *h, bool reset)
 static void release_loop(weft_loop *l, void *state)
 {
     owned *o = state;
-    /* A read-ahead's bytes sit in the loop's buffers: out of them first. */
-    for (weft__sock *s = o->head; s; s = s->lnext)
+    /* A read-ahead's bytes sit in the loop's buffers: out of them first;
+     * a read-ahead or accept-ahead in its ring stops. */
+    for (weft__sock *s = o->head; s; s = s->lnext) {
         weft__sock_rx_detach(s);
+        weft__sock_ax_detach(s);
+    }
     pthread_mutex_lock(&table_lock);
     for (weft__sock *s = o->head; s;) {
         weft__sock *next = s->lnext;

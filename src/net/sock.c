@@ -215,6 +215,7 @@ static inline __attribute__((always_inline)) void give(weft__sock *s, int dir)
 void weft__sock_free(weft__sock *s)
 {
     free(s->rx);
+    weft__sock_ax_free(s);
     free(s);
 }
 
@@ -467,10 +468,18 @@ ssize_t weft__sock_ring_sendmsg(weft__sock *s, const struct msghdr *m, int flags
 int weft__sock_sys_accept(weft__sock *s, int flags)
 {
     if (s->rring) {
-        weft__bop op = { .kind = WEFT__BOP_ACCEPT, .flags = flags };
-        ssize_t r = weft__sock_ring_run(s, &op, WEFT_FAULT_ACCEPT);
+        ssize_t r = weft__sock_ax_accept(s, flags);
         if (r != -EAGAIN)
             return (int)r;
+        weft__bop op = { .kind = WEFT__BOP_ACCEPT, .flags = flags };
+        r = weft__sock_ring_run(s, &op, WEFT_FAULT_ACCEPT);
+        if (r != -EAGAIN)
+            return (int)r;
+    }
+    if (WEFT__UNLIKELY(s->ax != NULL)) {
+        int r = weft__sock_ax_take(s); /* those accepted ahead first */
+        if (r >= 0)
+            return r;
     }
     return (int)weft__sock_errno(weft__sys_accept4(s->pe.fd, NULL, NULL, flags));
 }
@@ -484,6 +493,7 @@ void weft__sock_send_away(weft__sock *s)
     weft__wake_all(&s->rlock, -EBADF);
     weft__wake_all(&s->wlock, -EBADF);
     weft__sock_rx_drop(s);
+    weft__sock_ax_drop(s);
     if (s->rop || s->wop) {
         /* Operations in the ring hold the file open (no FIN would go out
          * at close) and, until submitted, name the descriptor by its
@@ -803,7 +813,7 @@ int weft__sock_poll(weft__sock *s, int events, int64_t timeout_ms)
          * polls the descriptor itself stops it first. */
         if ((s->rring & WEFT__RING_RX) && !in_co)
             weft__sock_rx_halt(s);
-        bool queued = (ev & WEFT__EV_IN) && weft__sock_rx_has(s);
+        bool queued = (ev & WEFT__EV_IN) && (weft__sock_rx_has(s) || weft__sock_ax_has(s));
         /* The cached flags may be optimistic: ask the kernel what holds. */
         rc = weft__fd_poll(s->pe.fd, ev, in_co || queued ? 0 : deadline);
         if (queued && (rc >= 0 || rc == -ETIMEDOUT))

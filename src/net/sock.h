@@ -63,12 +63,15 @@ enum {
  * the caller's buffer as the call returns, so a waiting call's buffer is
  * never written behind its back, and a cancel or timeout has nothing to
  * wait for.  sock_rx.c. */
+typedef struct weft__sock_ax weft__sock_ax;
 typedef struct weft__sock_rx {
     weft__bop op;        /* the multishot receive, while armed */
     weft__sock *s;
     weft_loop *loop;     /* whose pool the queued buffers are */
     bool armed;          /* op is in the ring (holds a reference to s) */
     bool stopping;       /* asked to stop: the queue is long enough */
+    bool orphan;         /* loop is going, op still in its ring: the last
+                          * completion gives back what it brings */
     int end;             /* after the queue: 0 more to come, 1 the end of
                           * the stream, -errno (reported once, then 1) */
     int32_t head, tail;  /* queued buffers, linked by the pool's next */
@@ -77,6 +80,25 @@ typedef struct weft__sock_rx {
     char *spill;         /* bytes queued when its loop went (first) */
     size_t spill_len, spill_off;
 } weft__sock_rx;
+
+/* A listener's accept-ahead on a loop whose backend has multishot
+ * operations (io_uring): one multishot accept stays in the ring and queues
+ * the connections it takes, so weft_accept takes one already there, or
+ * parks until one comes, without a submission of its own.  Stopped when
+ * AX_STOP connections wait (sock_ax.c): the rest wait in the kernel's
+ * backlog, as they do on epoll, for a server that has stopped accepting. */
+typedef struct weft__sock_ax {
+    weft__bop op;        /* the multishot accept, while armed */
+    weft__sock *s;
+    weft_loop *loop;     /* whose ring op is in, while armed */
+    bool armed;          /* op is in the ring (holds a reference to s) */
+    bool stopping;       /* asked to stop: enough connections wait */
+    bool orphan;         /* loop is going, op still in its ring */
+    bool unsupported;    /* the kernel refused it: accept one at a time */
+    int err;             /* what ended it, told once when none wait */
+    int *fd;             /* the waiting connections, a ring of cap */
+    uint32_t head, count, cap;
+} weft__sock_ax;
 
 /* A socket.  Users hold a handle (weft_sock *) that names it through the
  * handle table (handle.c); the record itself lives until it is closed and
@@ -106,6 +128,7 @@ struct weft__sock {
     int64_t rdeadline, wdeadline;
     weft__bop *rop, *wop;
     weft__sock_rx *rx;       /* made at its first use; freed with s */
+    weft__sock_ax *ax;       /* a listener's: likewise */
     weft__sock *lnext, *lprev; /* the sockets loop owns */
     const weft__sock_ops *ops; /* NULL: plain descriptor */
     void *layer;               /* the ops' state */
@@ -314,6 +337,52 @@ void weft__sock_rx_detach(weft__sock *s);
 /* At close: stops the read-ahead (without waiting) and gives back its
  * buffers; what it still receives is given back as it comes. */
 void weft__sock_rx_drop(weft__sock *s);
+
+/* A call waiting for what a multishot operation (the read-ahead, the
+ * accept-ahead) brings: parks on s->rq until woken or deadline.  The fault
+ * seam counts a call's first wait (*seen false) as a call of fault (a
+ * weft_fault_kind), as the syscall it stands for.  0 when woken; -errno:
+ * -EBADF (closed), -ETIMEDOUT, -ECANCELED, the injected fault. */
+static inline int weft__sock_await(weft__sock *s, bool *seen, int fault, int64_t deadline)
+{
+    if (!*seen) {
+        *seen = true;
+        (void)fault; /* unused outside the testing build */
+        if (weft__sys_fail(fault))
+            return -errno;
+    }
+    weft__wait w;
+    int rc = weft__park(&w, &s->rq, deadline);
+    return s->closing ? -EBADF : rc;
+}
+
+/* ---- the accept-ahead (sock_ax.c) -------------------------------------------- */
+
+/* A connection for the call holding s's input through the ring
+ * (WEFT__RING_CALL): one the accept-ahead has queued, or, once it is
+ * armed, parks until one comes, within s->rdeadline.  Returns the new
+ * descriptor, or -errno (what ended the accept-ahead, such as -EMFILE,
+ * once; -ETIMEDOUT, -ECANCELED, -EBADF); -EAGAIN: none queued and no
+ * accept-ahead to be had, or no time left: the caller accepts itself. */
+int weft__sock_ax_accept(weft__sock *s, int flags);
+/* For a call that accepts itself (outside a coroutine, or on a blocking
+ * descriptor): stops the accept-ahead, so that it takes no connection
+ * from under the call, and returns a queued connection's descriptor, or
+ * -EAGAIN when none waits. */
+int weft__sock_ax_take(weft__sock *s);
+/* Stops the accept-ahead; the queue stays. */
+void weft__sock_ax_halt(weft__sock *s);
+static inline bool weft__sock_ax_has(const weft__sock *s)
+{
+    return s->ax && (s->ax->count || s->ax->err);
+}
+/* Its loop is going: stops the accept-ahead; the queued connections stay. */
+void weft__sock_ax_detach(weft__sock *s);
+/* At close: stops the accept-ahead and closes the queued connections
+ * (their peers see the close, as they would a listener's with a backlog). */
+void weft__sock_ax_drop(weft__sock *s);
+/* With s: closes what is still queued, frees the queue. */
+void weft__sock_ax_free(weft__sock *s);
 
 /* Carries op out in the ring for the call holding op's direction (an
  * op of weft__sock_io with s->rring or s->wring set), op->fd and the

@@ -52,7 +52,9 @@ static void on_more(weft__bop *op, int res, int buf, bool done)
     weft__sock_rx *x = (weft__sock_rx *)((char *)op - offsetof(weft__sock_rx, op));
     weft__sock *s = x->s;
     weft_loop *l = x->loop;
-    bool gone = s->closing;
+    bool gone = s->closing || x->orphan;
+    if (x->orphan && res > 0 && (!x->end || x->end == 1))
+        x->end = -EIO; /* bytes taken from the stream, and nowhere to go */
     if (buf >= 0 && (res <= 0 || gone)) {
         l->be->pbuf_put(l, (unsigned)buf); /* nothing in it for anyone */
         buf = -1;
@@ -76,6 +78,11 @@ static void on_more(weft__bop *op, int res, int buf, bool done)
     if (done) {
         x->armed = false;
         x->stopping = false;
+        if (x->orphan) {
+            x->orphan = false;
+            x->loop = NULL;
+            note_state(s);
+        }
     } else if (x->queued >= RX_MAX && !x->stopping) {
         x->stopping = true;
         l->be->stop(l, op);
@@ -93,7 +100,7 @@ static void on_more(weft__bop *op, int res, int buf, bool done)
 static bool arm(weft__sock *s)
 {
     weft_loop *l = s->loop;
-    if (!l || !l->be->pbufs)
+    if (!l || !l->be->pbufs || (s->rx && s->rx->orphan))
         return false;
     weft__pbufs *p = l->be->pbufs(l);
     if (!p || p->out > p->count - p->count / 8)
@@ -181,6 +188,8 @@ static ssize_t take(weft__sock *s, const struct iovec *iov, int iovcnt)
 void weft__sock_rx_halt(weft__sock *s)
 {
     weft__sock_rx *x = s->rx;
+    if (x && x->orphan)
+        return; /* its loop is gone; so is anything it could stop */
     /* The cancel runs at once, and so does the receive's last completion;
      * a few rounds in case the kernel was mid-way through posting. */
     for (int i = 0; x && x->armed && i < 100; i++)
@@ -234,7 +243,14 @@ void weft__sock_rx_detach(weft__sock *s)
         }
     }
     weft__sock_rx_drop(s);
-    x->loop = NULL;
+    if (x->armed) {
+        /* Still in the ring after every cancel: the loop's end cancels
+         * what its ring holds, and the last completion lets go of the
+         * loop (on_more). */
+        x->orphan = true;
+    } else {
+        x->loop = NULL;
+    }
     if (has_queue(x))
         s->rring |= WEFT__RING_RX;
 }
@@ -242,7 +258,7 @@ void weft__sock_rx_detach(weft__sock *s)
 void weft__sock_rx_drop(weft__sock *s)
 {
     weft__sock_rx *x = s->rx;
-    if (!x || !x->loop)
+    if (!x || !x->loop || x->orphan)
         return;
     weft_loop *l = x->loop;
     if (x->armed)
@@ -283,19 +299,11 @@ ssize_t weft__sock_rx_read(weft__sock *s, const struct iovec *iov, int iovcnt, i
                 continue;
             return -EAGAIN;
         }
-        if (!x || !x->armed) {
+        if (!x || !x->armed || x->orphan) {
             if ((flags & ~MSG_DONTWAIT) || !(s->flags & WEFT__SOCK_DRAINS) || !arm(s))
                 return -EAGAIN;
         }
-        if (!seen) {
-            seen = true;
-            if (weft__sys_fail(WEFT_FAULT_RECV))
-                return -errno;
-        }
-        weft__wait w;
-        int rc = weft__park(&w, &s->rq, deadline);
-        if (s->closing)
-            return -EBADF;
+        int rc = weft__sock_await(s, &seen, WEFT_FAULT_RECV, deadline);
         if (rc < 0)
             return rc;
     }

@@ -90,10 +90,14 @@ int weft__sock_backoff(weft__sock *s, int64_t ms, int64_t deadline)
     }
     /* On the socket's queue, so that closing it ends the sleep; not through
      * weft__sock_wait, whose arming of an unarmed listener would report the
-     * queued connection at once and cut the back-off short. */
+     * queued connection at once and cut the back-off short.  Other wakes on
+     * the queue (a connection accepted ahead) do not end it either. */
     weft__wait w;
     s->refs++;
-    int rc = weft__park(&w, &s->rq, until);
+    int rc;
+    do
+        rc = weft__park(&w, &s->rq, until);
+    while (rc == 0 && !s->closing && weft__now_ns() < until);
     bool closing = s->closing;
     weft__sock_unref(s);
     if (closing)
@@ -193,9 +197,11 @@ static ssize_t do_accept(weft__sock *s, void *ctx)
 {
     (void)ctx;
     if (s->flags & WEFT__SOCK_FDBLOCK) {
-        /* The caller made the fd blocking: accept only what is queued. */
+        /* The caller made the fd blocking: accept only what is queued (an
+         * accept-ahead stopped first, so that none is taken meanwhile). */
+        weft__sock_ax_halt(s);
         struct pollfd p = {.fd = s->pe.fd, .events = POLLIN};
-        if (poll(&p, 1, 0) == 0)
+        if (!weft__sock_ax_has(s) && poll(&p, 1, 0) == 0)
             return -EAGAIN;
     }
     int fd = weft__sock_sys_accept(s, SOCK_FLAGS);

@@ -128,12 +128,19 @@ fail:
 
 static int reap(uring_state *st);
 static void pool_free(uring_state *st);
+static struct io_uring_sqe *get_sqe(uring_state *st);
 
 static void ur_fini(weft_loop *l)
 {
     uring_state *st = l->be_data;
-    /* Every operation was stopped by its socket's close; their last
-     * completions free what they hold. */
+    /* Operations still in the ring (a closed socket's stop in progress, a
+     * read-ahead its socket could not stop as the loop let go of it): one
+     * cancel for all, then their last completions free what they hold. */
+    struct io_uring_sqe *sqe = st->inflight ? get_sqe(st) : NULL;
+    if (sqe) {
+        io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    }
     for (int i = 0; st->inflight && i < 1000; i++) {
         struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 1000000 };
         struct io_uring_cqe *cqe;
@@ -182,6 +189,9 @@ static int ur_submit(weft_loop *l, weft__bop *op)
         sqe->ioprio |= IORING_RECV_MULTISHOT;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = PBUF_GROUP;
+        break;
+    case WEFT__BOP_ACCEPT_MULTI:
+        io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, op->flags);
         break;
     }
     if (op->poll_first && st->poll_first)
