@@ -1109,3 +1109,66 @@ Test(backend, acceptahead_connections_outlive_their_loop, .timeout = 30)
     }
     weft_close(O.l);
 }
+
+/* A pooled connection keeps its read-ahead while it sits idle: put back
+ * and got again, it still has it armed, and the next exchange works; one
+ * the peer writes to while idle is not handed out again. */
+static struct {
+    int port, armed_after_put, echo2, fresh;
+    weft_sock *l;
+} P;
+
+static void p_server(void *arg)
+{
+    (void)arg;
+    weft_sock *s;
+    for (int i = 0; i < 2 && weft_accept(P.l, &s, 2000) == 0; i++) {
+        char buf[16];
+        ssize_t n;
+        while ((n = weft_recv(s, buf, sizeof buf, 2000)) > 0) {
+            weft_send(s, buf, (size_t)n, 2000);
+            if (buf[0] == 'x')
+                weft_send(s, "unasked", 7, 2000); /* while it sits idle */
+        }
+        weft_close(s);
+    }
+}
+
+static int p_main(void *arg)
+{
+    (void)arg;
+    P.port = listen_any(&P.l, "127.0.0.1");
+    int64_t srv = weft_go(p_server, NULL);
+    weft_connpool *cp;
+    weft_sock *c, *c2;
+    char buf[16];
+    if (weft_connpool_new(&cp, NULL) < 0 || weft_connpool_get(cp, &c, "127.0.0.1", P.port, 2000) < 0)
+        return -1;
+    weft_send(c, "a", 1, 1000);
+    weft_recv(c, buf, 1, 1000);
+    weft_connpool_put(cp, c, 1);
+    weft__sock *cs;
+    P.armed_after_put = weft__sock_enter(c, &cs) == 0 && cs->rx && cs->rx->armed;
+    weft_connpool_get(cp, &c2, "127.0.0.1", P.port, 2000);
+    weft_send(c2, "x", 1, 1000);
+    P.echo2 = (int)weft_recv(c2, buf, 1, 1000);
+    weft_connpool_put(cp, c2, 1);
+    weft_sleep(50); /* "unasked" arrives while it sits idle */
+    weft_sock *c3;
+    weft_connpool_get(cp, &c3, "127.0.0.1", P.port, 2000);
+    P.fresh = c3 != c2;
+    weft_close(c3);
+    weft_connpool_free(cp);
+    weft_join(srv, 5000);
+    weft_close(P.l);
+    return 0;
+}
+
+Test(backend, readahead_stays_armed_in_a_connection_pool, .timeout = 30)
+{
+    NEED_URING();
+    cr_assert_eq(weft_main(p_main, NULL, &uring_cfg), 0);
+    cr_assert(P.armed_after_put, "putting it back stopped the read-ahead");
+    cr_assert_eq(P.echo2, 1);
+    cr_assert(P.fresh, "a connection the peer wrote to while idle was handed out");
+}

@@ -316,9 +316,6 @@ ssize_t weft__sock_rx_read(weft__sock *s, const struct iovec *iov, int iovcnt, i
  * stays to be read.  For whatever is about to read the descriptor itself
  * (a TLS layer, a pool's check of an idle connection). */
 void weft__sock_rx_halt(weft__sock *s);
-/* Nothing queued and nothing more known of the stream: the read-ahead
- * stopped, true when its queue is empty and it saw no end or error. */
-bool weft__sock_rx_idle(weft__sock *s);
 /* For a layer that reads the descriptor itself (TLS): stops the
  * read-ahead and takes up to n queued bytes; -EAGAIN when none are left
  * (read the descriptor then), 0 or -errno for the end or error after

@@ -89,7 +89,9 @@ static void on_more(weft__bop *op, int res, int buf, bool done)
     }
     if (!gone) {
         note_state(s);
-        weft__wake_all(&s->rq, 0);
+        /* As the poller would have said: the bytes are no longer in the
+         * descriptor for it to see (an idle connection's watch, say). */
+        s->pe.on_event(&s->pe, WEFT__EV_IN);
     }
     if (done)
         weft__sock_unref(s); /* the ring's reference: may free s */
@@ -194,14 +196,6 @@ void weft__sock_rx_halt(weft__sock *s)
      * a few rounds in case the kernel was mid-way through posting. */
     for (int i = 0; x && x->armed && i < 100; i++)
         x->loop->be->cancel(x->loop, &x->op);
-}
-
-bool weft__sock_rx_idle(weft__sock *s)
-{
-    if (!(s->rring & WEFT__RING_RX))
-        return true;
-    weft__sock_rx_halt(s);
-    return !s->rx->armed && !has_queue(s->rx);
 }
 
 ssize_t weft__sock_rx_take(weft__sock *s, void *buf, size_t n)

@@ -255,7 +255,7 @@ static bool is_tls(const weft__sock *s)
  * came: then the layer looks at them. */
 static bool quiet(weft__sock *s)
 {
-    if (s->rhup || !weft__sock_rx_idle(s))
+    if (s->rhup || weft__sock_rx_has(s))
         return false; /* the poller saw the FIN, or an error; bytes came */
     char c;
     ssize_t r;
@@ -282,9 +282,11 @@ static bool keepable(weft__sock *s)
 {
     if (s->rhup || s->rbusy || s->wbusy || !(s->flags & WEFT__SOCK_STREAM))
         return false;
-    /* Its read-ahead stops (the watch below and quiet() read the
-     * descriptor): bytes or an end it took mean the peer spoke. */
-    if (!weft__sock_rx_idle(s))
+    /* Bytes or an end its read-ahead took mean the peer spoke.  The
+     * read-ahead stays armed: the checks here only peek at the descriptor,
+     * and what comes while it sits idle is queued there and reported to
+     * the watch as an edge. */
+    if (weft__sock_rx_has(s))
         return false;
     struct tcp_info ti;
     socklen_t len = sizeof ti;
