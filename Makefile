@@ -4,7 +4,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build demo test test-asan test-tsan test-ucontext test-backends check-arm64 bench clean format
+.PHONY: all build demo test test-asan test-tsan test-ucontext test-backends check-arm64 fuzz bench clean format
 
 all: build
 
@@ -69,6 +69,13 @@ check-arm64:
 	    -lpthread -lm -o build-arm64/check_switch
 	@qemu-aarch64 -L /usr/aarch64-linux-gnu build-arm64/check_switch
 
+# The libFuzzer targets of fuzz/ built with clang under ASan+UBSan in
+# build-fuzz, each run on its seed corpus for FUZZ_SECONDS (20) seconds;
+# any crash, leak or sanitizer report fails.  See fuzz/run.sh.
+fuzz:
+	@scripts/deps.sh fuzz
+	@FUZZ_BUILD=build-fuzz FUZZ_JOBS=$(JOBS) fuzz/run.sh
+
 bench:
 	@scripts/deps.sh bench
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_TESTS=OFF $(CMAKE_ARGS) >/dev/null
@@ -79,4 +86,4 @@ format:
 	@clang-format -i include/*.h include/weft/*.h src/*.h src/*/*.c tests/*.c tests/*.h examples/*.c bench/*.c
 
 clean:
-	rm -rf build build-asan build-tsan build-ucontext build-arm64
+	rm -rf build build-asan build-tsan build-ucontext build-arm64 build-fuzz

@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh - installs the Debian packages a target needs, or says how.
-# Usage: scripts/deps.sh build|test|arm64|bench
+# Usage: scripts/deps.sh build|test|arm64|fuzz|bench
 # As root it runs apt-get; otherwise it prints the one line to run and fails.
 set -eu
 build="gcc make cmake pkg-config libssl-dev libc-ares-dev liburing-dev"
@@ -8,8 +8,9 @@ case "${1:-build}" in
 build) pkgs="$build" ;;
 test) pkgs="$build libcriterion-dev valgrind openssl dnsmasq-base iproute2 socat" ;;
 arm64) pkgs="$build gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
+fuzz) pkgs="$build clang libclang-rt-14-dev libhttp-parser-dev" ;;
 bench) pkgs="$build libcriterion-dev liburing-dev libuv1-dev libev-dev libevent-dev libboost-context-dev golang-go python3 linux-perf openssl dnsmasq-base nginx-light iproute2" ;;
-*) echo "usage: $0 build|test|arm64|bench" >&2; exit 2 ;;
+*) echo "usage: $0 build|test|arm64|fuzz|bench" >&2; exit 2 ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -15,6 +15,11 @@ typedef struct weft__names_result {
     char *canon; /* canonical name, when asked for and known */
 } weft__names_result;
 
+/* Whether h (NUL-terminated) is a host name weft_resolve may look up:
+ * 1..253 bytes (254 with a final dot) of letters, digits, '-', '_' and
+ * dots, no empty label, none longer than 63 (resolve.c). */
+bool weft__names_valid(const char *h);
+
 /* Adds an address unless already there.  Returns 0 or -ENOMEM. */
 int weft__names_result_add(weft__names_result *r, const struct sockaddr *sa, socklen_t len);
 void weft__names_result_free(weft__names_result *r);

@@ -243,7 +243,7 @@ static int shape(weft__names_result *r, int family, int flags)
 /* Host names as DNS carries them: 1..253 bytes of letters, digits,
  * hyphens, underscores and dots (IDNs arrive as punycode), no empty
  * label.  Anything else (a colon, a bracket, a space) cannot be a host. */
-static bool valid_name(const char *h)
+bool weft__names_valid(const char *h)
 {
     size_t n = strlen(h);
     if (n == 0 || n > 254 || (n == 254 && h[253] != '.'))
@@ -424,7 +424,7 @@ int weft__resolve(weft_addrinfo **out, const char *host, const char *service,
         rc = weft__names_result_add(&r, &num.u.sa, num.len);
     } else if (h.flags & WEFT_AI_NUMERICHOST) {
         return WEFT_EAI_NONAME;
-    } else if (!valid_name(host)) {
+    } else if (!weft__names_valid(host)) {
         return WEFT_EAI_BADNAME;
     } else if (is_localhost(host)) {
         /* No resolver asked: c-ares 1.18 leaks when /etc/hosts has no ::1
