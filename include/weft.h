@@ -66,6 +66,5 @@
 #include "weft/sync.h"
 #include "weft/srv.h"
 #include "weft/pool.h"
-#include "weft/http.h"
 
 #endif /* WEFT_H */
