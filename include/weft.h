@@ -4,7 +4,7 @@
  * Each connection is a coroutine that calls recv and send as if they blocked;
  * one loop per OS thread runs thousands of them over epoll.  This header,
  * with the one per layer it includes (weft/runtime.h, weft/net.h,
- * weft/tls.h, weft/sync.h, weft/srv.h, weft/pool.h), is the whole public
+ * weft/tls.h, weft/sync.h, weft/srv.h, weft/pool.h, weft/http.h), is the whole public
  * API: include this one.
  *
  * Conventions, true of every function below unless its comment says otherwise:
@@ -66,5 +66,6 @@
 #include "weft/sync.h"
 #include "weft/srv.h"
 #include "weft/pool.h"
+#include "weft/http.h"
 
 #endif /* WEFT_H */

@@ -1,0 +1,1744 @@
+/*
+ * test_http_server.c - the HTTP/1.1 server (weft/http.h) against raw TCP
+ * clients on loopback: a GET, keep-alive, 100 pipelined requests, HEAD,
+ * bodies of known length and chunked both ways (16 MiB each way,
+ * byte-exact), Expect: 100-continue, every smuggling payload of
+ * RELIABILITY #76, each limit (414, 431, 413, memory bounded), the header
+ * and idle timeouts, drain (in-flight requests complete, idle connections
+ * close at once, on one loop and across two), handlers that answer
+ * nothing or half, clients resetting mid-response, 200 idle connections,
+ * misuse of the response calls, sendfile, HTTP/1.0, and curl (plain and
+ * TLS with ALPN) when it is installed.
+ *
+ * The server and its clients run as coroutines of one loop (two for the
+ * cross-loop drain); results are recorded as they come and asserted on
+ * the main stack once weft_main has returned.
+ */
+#include "helpers.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define T_MS 10000 /* a client's wait for what must come: a hang guard only */
+
+/* ---- recording failures inside coroutines ------------------------------------------ */
+
+static char failmsg[1024];
+static int failed;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond) && !failed) {                                                                  \
+            failed = 1;                                                                            \
+            int n_ = snprintf(failmsg, sizeof failmsg, "line %d: %s: ", __LINE__, #cond);          \
+            snprintf(failmsg + n_, sizeof failmsg - (size_t)n_, __VA_ARGS__);                      \
+        }                                                                                          \
+    } while (0)
+
+/* Waits (in a coroutine) until cond holds or ms pass. */
+#define WAIT_UNTIL(cond, ms)                                                                       \
+    do {                                                                                           \
+        for (int w_ = 0; !(cond) && w_ < (ms); w_ += 5)                                            \
+            weft_sleep(5);                                                                         \
+    } while (0)
+
+/* Pattern bytes by position: byte i of a stream of seed, whatever the
+ * pieces it is made or checked in. */
+static void fill_at(unsigned char *b, size_t off, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = (off + i + 1) * 0x9E3779B97F4A7C15ull ^ seed * 0xBF58476D1CE4E5B9ull;
+        x ^= x >> 31;
+        b[i] = (unsigned char)(x >> 24);
+    }
+}
+
+static bool is_pattern(const unsigned char *b, size_t n, uint64_t seed)
+{
+    unsigned char tmp[4096];
+    for (size_t off = 0; off < n; off += sizeof tmp) {
+        size_t k = n - off < sizeof tmp ? n - off : sizeof tmp;
+        fill_at(tmp, off, k, seed);
+        if (memcmp(b + off, tmp, k) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* ---- the server under test ----------------------------------------------------------- */
+
+typedef struct T {
+    weft_http_server_opts o;
+    weft_http_server *srv;
+    int port;
+    int start_rc;
+    void (*client)(struct T *t); /* the test, in the main coroutine */
+    bool no_drain;               /* the client drains (or frees) itself */
+    int drain_rc;
+    /* what the handlers saw */
+    int requests, smuggled, slow_done, none_calls;
+    bool release; /* lets /wait answer */
+    int read_err;
+    int misuse[32];
+    int nmisuse;
+    int exits;
+    const char *file; /* served by /file */
+    size_t file_len;
+} T;
+
+static T t_;
+
+static void setup(void)
+{
+    memset(&t_, 0, sizeof t_);
+    failed = 0;
+    failmsg[0] = '\0';
+    weft_fault_clear();
+}
+
+TestSuite(http_server, .init = setup);
+
+static bool path_is(const weft_http_req *r, const char *p)
+{
+    return weft_http_str_eq(r->path, p);
+}
+
+static bool path_starts(const weft_http_req *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->path.n >= n && memcmp(r->path.p, p, n) == 0;
+}
+
+/* The query's n=<number>, or def. */
+static long long query_n(const weft_http_req *r, long long def)
+{
+    char q[64];
+    if (r->query.n < 3 || r->query.n >= sizeof q || memcmp(r->query.p, "n=", 2) != 0)
+        return def;
+    memcpy(q, r->query.p + 2, r->query.n - 2);
+    q[r->query.n - 2] = '\0';
+    return atoll(q);
+}
+
+/* Writes n pattern bytes (seed 7) as the body begun, in pieces. */
+static int write_pattern(weft_http_resp *w, size_t n)
+{
+    enum { PIECE = 65536 };
+    unsigned char *buf = malloc(PIECE);
+    int rc = 0;
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < PIECE ? n - off : PIECE;
+        fill_at(buf, off, k, 7);
+        ssize_t r = weft_http_resp_write(w, buf, k, T_MS);
+        if (r != (ssize_t)k) {
+            rc = r < 0 ? (int)r : -EIO;
+            break;
+        }
+        off += k;
+    }
+    free(buf);
+    return rc;
+}
+
+static void misuse(T *t, int rc)
+{
+    if (t->nmisuse < 32)
+        t->misuse[t->nmisuse++] = rc;
+}
+
+static void handler(weft_http_req *r, weft_http_resp *w, void *arg)
+{
+    T *t = arg;
+    t->requests++;
+    if (path_is(r, "/") || path_is(r, "/hello")) {
+        weft_http_resp_header(w, "Content-Type", "text/plain");
+        weft_http_resp_send(w, 200, "hello", 5, T_MS);
+    } else if (path_starts(r, "/n/")) {
+        /* Answers its own path: pipelined answers can be told apart. */
+        weft_http_resp_send(w, 200, r->path.p + 3, r->path.n - 3, T_MS);
+    } else if (path_is(r, "/smuggled")) {
+        t->smuggled++;
+        weft_http_resp_send(w, 200, "smuggled", 8, T_MS);
+    } else if (path_is(r, "/echo_len")) {
+        /* The whole body, then sent back with its length. */
+        void *body;
+        ssize_t n = weft_http_req_body(r, &body, T_MS);
+        if (n < 0) {
+            t->read_err = (int)n;
+            return; /* the server answers 413 or 400 */
+        }
+        weft_http_resp_send(w, 200, body, (size_t)n, T_MS);
+        free(body);
+    } else if (path_is(r, "/echo_chunked")) {
+        /* Streamed back as it comes, chunked. */
+        char *buf = malloc(65536);
+        weft_http_resp_start(w, 200, -1);
+        ssize_t n;
+        while ((n = weft_http_req_read(r, buf, 65536, T_MS)) > 0)
+            if (weft_http_resp_write(w, buf, (size_t)n, T_MS) != n)
+                break;
+        if (n == 0)
+            weft_http_resp_end(w, T_MS);
+        else
+            t->read_err = (int)n;
+        free(buf);
+    } else if (path_is(r, "/big")) {
+        size_t n = (size_t)query_n(r, 1 << 20);
+        weft_http_resp_start(w, 200, (int64_t)n);
+        if (write_pattern(w, n) == 0)
+            weft_http_resp_end(w, T_MS);
+    } else if (path_is(r, "/bigchunked")) {
+        size_t n = (size_t)query_n(r, 1 << 20);
+        weft_http_resp_start(w, 200, -1);
+        if (write_pattern(w, n) == 0)
+            weft_http_resp_end(w, T_MS);
+    } else if (path_is(r, "/wait")) {
+        while (!t->release) /* until the test lets it go */
+            weft_sleep(5);
+        t->slow_done++;
+        weft_http_resp_send(w, 200, "waited", 6, T_MS);
+    } else if (path_is(r, "/none")) {
+        t->none_calls++; /* no response: the server answers 500 */
+    } else if (path_is(r, "/partial")) {
+        weft_http_resp_start(w, 200, 100);
+        weft_http_resp_write(w, "0123456789", 10, T_MS);
+    } else if (path_is(r, "/partial_chunked")) {
+        weft_http_resp_start(w, 200, -1);
+        weft_http_resp_write(w, "0123456789", 10, T_MS);
+    } else if (path_is(r, "/started_unsent")) {
+        weft_http_resp_start(w, 200, -1); /* nothing went out: 500 instead */
+    } else if (path_is(r, "/short_end")) {
+        weft_http_resp_start(w, 200, 10);
+        weft_http_resp_write(w, "abc", 3, T_MS);
+        misuse(t, weft_http_resp_end(w, T_MS)); /* -EPROTO */
+    } else if (path_is(r, "/no_content")) {
+        misuse(t, weft_http_resp_send(w, 204, "x", 1, T_MS)); /* -EINVAL */
+        misuse(t, weft_http_resp_send(w, 204, NULL, 0, T_MS));
+    } else if (path_is(r, "/noread")) {
+        weft_http_resp_send(w, 200, "noread", 6, T_MS);
+    } else if (path_is(r, "/close")) {
+        weft_http_resp_header(w, "Connection", "close");
+        weft_http_resp_send(w, 200, "bye", 3, T_MS);
+    } else if (path_is(r, "/file")) {
+        int fd = open(t->file, O_RDONLY);
+        misuse(t, weft_http_resp_sendfile(w, 200, fd, 0, t->file_len, T_MS));
+        close(fd);
+    } else if (path_is(r, "/misuse")) {
+        misuse(t, weft_http_resp_header(w, "X-A", "b\r\nX-Injected: 1"));
+        misuse(t, weft_http_resp_header(w, "X-A", "b\nc"));
+        misuse(t, weft_http_resp_header(w, "X A", "b"));
+        misuse(t, weft_http_resp_header(w, "X-A\r\n", "b"));
+        misuse(t, weft_http_resp_header(w, "", "b"));
+        misuse(t, weft_http_resp_header(w, "Content-Length", "5"));
+        misuse(t, weft_http_resp_header(w, "Transfer-Encoding", "chunked"));
+        misuse(t, weft_http_resp_header(w, "Connection", "upgrade"));
+        misuse(t, weft_http_resp_header(w, "X-Ok", "fine"));
+        misuse(t, weft_http_resp_start(w, 99, 5));
+        misuse(t, weft_http_resp_start(w, 1000, 5));
+        misuse(t, weft_http_resp_start(w, 100, 0));
+        misuse(t, weft_http_resp_start(w, 200, -2));
+        misuse(t, (int)weft_http_resp_write(w, "x", 1, T_MS));
+        misuse(t, weft_http_resp_end(w, T_MS));
+        misuse(t, weft_http_resp_start(w, 200, 5));
+        misuse(t, weft_http_resp_start(w, 200, 5));
+        misuse(t, weft_http_resp_header(w, "X-Late", "1"));
+        misuse(t, (int)weft_http_resp_write(w, "abcdef", 6, T_MS));
+        misuse(t, (int)weft_http_resp_write(w, "hel", 3, T_MS));
+        misuse(t, (int)weft_http_resp_write(w, "lo!", 3, T_MS));
+        misuse(t, (int)weft_http_resp_write(w, "lo", 2, T_MS));
+        misuse(t, (int)weft_http_resp_write(w, "", 0, T_MS));
+        misuse(t, weft_http_resp_end(w, T_MS));
+        misuse(t, weft_http_resp_end(w, T_MS));
+        misuse(t, (int)weft_http_resp_write(w, "x", 1, T_MS));
+        misuse(t, weft_http_resp_send(w, 200, "x", 1, T_MS));
+    } else if (path_starts(r, "/info")) {
+        /* What the server parsed, as text. */
+        char out[512];
+        weft_http_str ua = weft_http_req_header(r, "x-CASE");
+        weft_http_str no = weft_http_req_header(r, "X-Absent");
+#define S_(x) (int)(x).n, (x).p ? (x).p : ""
+        int n = snprintf(out, sizeof out, "%.*s|%.*s|%.*s|%.*s|%d|%zu|%.*s|%d|%lld|%d|%d",
+                         S_(r->method), S_(r->target), S_(r->path), S_(r->query), r->minor,
+                         r->nheaders, S_(ua), no.p == NULL && no.n == 0,
+                         (long long)r->content_length, r->keep_alive, r->chunked);
+        weft_http_resp_send(w, 200, out, (size_t)n, T_MS);
+    } else {
+        weft_http_resp_send(w, 404, "not found", 9, T_MS);
+    }
+}
+
+static void on_exit_cb(void *arg)
+{
+    ((T *)arg)->exits++;
+}
+
+static int run_main(void *arg)
+{
+    T *t = arg;
+    t->o.handler = handler;
+    t->o.arg = t;
+    t->o.server.on_exit = on_exit_cb;
+    if (!t->o.server.host)
+        t->o.server.host = "127.0.0.1";
+    if ((t->start_rc = weft_http_server_start(&t->srv, &t->o)) < 0)
+        return 0;
+    t->port = weft_http_server_port(t->srv);
+    t->client(t);
+    if (!t->no_drain)
+        t->drain_rc = weft_http_server_drain(t->srv, 5000);
+    weft_http_server_free(t->srv);
+    return 0;
+}
+
+static void run(T *t)
+{
+    int fds = count_fds();
+    cr_assert_eq(weft_main(run_main, t, NULL), 0);
+    cr_assert_eq(t->start_rc, 0, "start: %s", weft_err_name(t->start_rc));
+    cr_assert(!failed, "%s", failmsg);
+    cr_assert_eq(t->exits, 1, "on_exit ran %d times", t->exits);
+    cr_assert_eq(t->drain_rc, 0, "drain cancelled %d", t->drain_rc);
+    cr_assert_eq(count_fds(), fds, "descriptors: %d before, %d after", fds, count_fds());
+}
+
+/* ---- a raw client --------------------------------------------------------------------- */
+
+typedef struct cli {
+    weft_sock *s;
+    char *buf;
+    size_t cap, off, len;
+} cli;
+
+static int cli_open(cli *c, int port)
+{
+    memset(c, 0, sizeof *c);
+    c->cap = 65536;
+    c->buf = malloc(c->cap);
+    return weft_tcp_connect(&c->s, "127.0.0.1", port, T_MS);
+}
+
+static void cli_close(cli *c)
+{
+    if (c->s)
+        weft_close(c->s);
+    c->s = NULL;
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static int cli_send(cli *c, const void *p, size_t n)
+{
+    ssize_t r = weft_send(c->s, p, n, T_MS);
+    return r == (ssize_t)n ? 0 : r < 0 ? (int)r : -EIO;
+}
+
+static int cli_sends(cli *c, const char *s)
+{
+    return cli_send(c, s, strlen(s));
+}
+
+/* More bytes into the buffer: the count, 0 at EOF, or an error. */
+static ssize_t cli_fill(cli *c, int64_t timeout_ms)
+{
+    if (c->off == c->len) {
+        c->off = c->len = 0;
+    } else if (c->len == c->cap) {
+        if (c->off) {
+            memmove(c->buf, c->buf + c->off, c->len - c->off);
+            c->len -= c->off;
+            c->off = 0;
+        } else {
+            c->cap *= 2;
+            c->buf = realloc(c->buf, c->cap);
+        }
+    }
+    ssize_t n = weft_recv(c->s, c->buf + c->len, c->cap - c->len, timeout_ms);
+    if (n > 0)
+        c->len += (size_t)n;
+    return n;
+}
+
+/* At least n bytes buffered: 0, or -ENODATA at EOF, or an error. */
+static int cli_need(cli *c, size_t n)
+{
+    while (c->len - c->off < n) {
+        ssize_t r = cli_fill(c, T_MS);
+        if (r <= 0)
+            return r == 0 ? -ENODATA : (int)r;
+    }
+    return 0;
+}
+
+/* A CRLF-ended line: its length without the CRLF, the line at *p. */
+static ssize_t cli_line(cli *c, const char **p)
+{
+    for (;;) {
+        char *e = memmem(c->buf + c->off, c->len - c->off, "\r\n", 2);
+        if (e) {
+            *p = c->buf + c->off;
+            size_t n = (size_t)(e - *p);
+            c->off += n + 2;
+            return (ssize_t)n;
+        }
+        ssize_t r = cli_fill(c, T_MS);
+        if (r <= 0)
+            return r == 0 ? -ENODATA : r;
+    }
+}
+
+/* Whether the server closes (EOF or reset) with no byte more, within ms:
+ * 1 closed, 0 bytes came, -ETIMEDOUT neither. */
+static int cli_closed(cli *c, int64_t ms)
+{
+    if (c->len > c->off)
+        return 0;
+    ssize_t r = cli_fill(c, ms);
+    if (r > 0)
+        return 0;
+    if (r == 0 || r == -ECONNRESET)
+        return 1;
+    return (int)r;
+}
+
+typedef struct hresp {
+    int status;
+    char *head; /* NUL-terminated */
+    unsigned char *body;
+    size_t blen;
+    bool chunked, close, date, has_cl;
+    long long cl;
+} hresp;
+
+static void hresp_free(hresp *r)
+{
+    free(r->head);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* The value of field name in head (any case), or NULL. */
+static const char *hfind(const char *head, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n"))
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
+            p += 3 + n;
+            while (*p == ' ')
+                p++;
+            return p;
+        }
+    return NULL;
+}
+
+static int body_append(hresp *r, size_t *cap, const char *p, size_t n)
+{
+    if (r->blen + n + 1 > *cap) {
+        while (r->blen + n + 1 > *cap)
+            *cap = *cap ? *cap * 2 : 4096;
+        r->body = realloc(r->body, *cap);
+    }
+    memcpy(r->body + r->blen, p, n);
+    r->blen += n;
+    r->body[r->blen] = 0;
+    return 0;
+}
+
+/* Reads one response (its body by its framing; none for HEAD, 1xx, 204,
+ * 304).  Returns 0 or an error. */
+static int read_resp(cli *c, hresp *r, bool head_req)
+{
+    memset(r, 0, sizeof *r);
+    char *e;
+    while (!(e = memmem(c->buf + c->off, c->len - c->off, "\r\n\r\n", 4))) {
+        ssize_t n = cli_fill(c, T_MS);
+        if (n <= 0)
+            return n == 0 ? -ENODATA : (int)n;
+    }
+    size_t hl = (size_t)(e + 4 - (c->buf + c->off));
+    r->head = strndup(c->buf + c->off, hl);
+    c->off += hl;
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -EPROTO;
+    const char *v;
+    if ((v = hfind(r->head, "content-length"))) {
+        r->has_cl = true;
+        r->cl = atoll(v);
+    }
+    r->chunked = (v = hfind(r->head, "transfer-encoding")) && strncasecmp(v, "chunked", 7) == 0;
+    r->close = (v = hfind(r->head, "connection")) && strncasecmp(v, "close", 5) == 0;
+    r->date = hfind(r->head, "date") != NULL;
+    size_t cap = 0;
+    body_append(r, &cap, "", 0);
+    if (head_req || r->status < 200 || r->status == 204 || r->status == 304)
+        return 0;
+    if (r->chunked) {
+        for (;;) {
+            const char *line;
+            ssize_t ln = cli_line(c, &line);
+            if (ln < 0)
+                return (int)ln;
+            size_t size = strtoul(line, NULL, 16);
+            if (size == 0) {
+                while ((ln = cli_line(c, &line)) > 0) /* trailers */
+                    ;
+                return ln < 0 ? (int)ln : 0;
+            }
+            int rc = cli_need(c, size + 2);
+            if (rc < 0)
+                return rc;
+            body_append(r, &cap, c->buf + c->off, size);
+            if (memcmp(c->buf + c->off + size, "\r\n", 2) != 0)
+                return -EPROTO;
+            c->off += size + 2;
+        }
+    }
+    if (r->has_cl) {
+        size_t left = (size_t)r->cl;
+        while (left) {
+            if (c->len == c->off) {
+                ssize_t n = cli_fill(c, T_MS);
+                if (n <= 0)
+                    return n == 0 ? -ENODATA : (int)n;
+            }
+            size_t k = c->len - c->off < left ? c->len - c->off : left;
+            body_append(r, &cap, c->buf + c->off, k);
+            c->off += k;
+            left -= k;
+        }
+        return 0;
+    }
+    for (;;) { /* until the close */
+        if (c->len > c->off) {
+            body_append(r, &cap, c->buf + c->off, c->len - c->off);
+            c->off = c->len;
+        }
+        ssize_t n = cli_fill(c, T_MS);
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            return (int)n;
+    }
+}
+
+/* One request on a new connection, its response read. */
+static int fetch(T *t, const char *req, hresp *r, bool head_req)
+{
+    cli c;
+    int rc = cli_open(&c, t->port);
+    if (rc == 0)
+        rc = cli_sends(&c, req);
+    if (rc == 0)
+        rc = read_resp(&c, r, head_req);
+    cli_close(&c);
+    return rc;
+}
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: a\r\n\r\n"
+
+/* ---- basics ---------------------------------------------------------------------------- */
+
+static void get_hello(T *t)
+{
+    hresp r;
+    int rc = fetch(t, GET("/hello"), &r, false);
+    CHECK(rc == 0, "%s", weft_err_name(rc));
+    CHECK(r.status == 200, "%d", r.status);
+    CHECK(r.blen == 5 && memcmp(r.body, "hello", 5) == 0, "%zu", r.blen);
+    CHECK(r.has_cl && r.cl == 5 && r.date && !r.close && !r.chunked, "%s", r.head);
+    CHECK(strstr(r.head, "\r\nContent-Type: text/plain\r\n") != NULL, "%s", r.head);
+    /* IMF-fixdate: "Date: Sun, 06 Nov 1994 08:49:37 GMT" */
+    const char *d = hfind(r.head, "date");
+    CHECK(d && strlen(d) >= 31 && d[3] == ',' && memcmp(d + 25, " GMT\r\n", 6) == 0, "%s", r.head);
+    hresp_free(&r);
+}
+
+Test(http_server, get_hello, .timeout = 60)
+{
+    t_.client = get_hello;
+    run(&t_);
+    cr_assert_eq(t_.requests, 1);
+}
+
+static void keepalive(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    for (int i = 0; i < 3 && !failed; i++) {
+        CHECK(cli_sends(&c, GET("/hello")) == 0, "send %d", i);
+        CHECK(read_resp(&c, &r, false) == 0, "read %d", i);
+        CHECK(r.status == 200 && r.blen == 5 && !r.close, "%d: %s", i, r.head);
+        hresp_free(&r);
+    }
+    /* The same connection, asked to close. */
+    CHECK(cli_sends(&c, "GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n") == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.close, "%s", r.head);
+    CHECK(cli_closed(&c, T_MS) == 1, "closed after Connection: close");
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, keepalive_reuse, .timeout = 60)
+{
+    t_.client = keepalive;
+    run(&t_);
+    cr_assert_eq(t_.requests, 4);
+}
+
+static void pipelined(T *t)
+{
+    char *all = malloc(100 * 64);
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        n += (size_t)sprintf(all + n, "GET /n/%d HTTP/1.1\r\nHost: a\r\n\r\n", i);
+    cli c;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_send(&c, all, n) == 0, "one write");
+    for (int i = 0; i < 100 && !failed; i++) {
+        hresp r;
+        char want[16];
+        int len = sprintf(want, "%d", i);
+        CHECK(read_resp(&c, &r, false) == 0, "response %d", i);
+        CHECK(r.status == 200 && r.blen == (size_t)len && memcmp(r.body, want, (size_t)len) == 0,
+              "response %d out of order: %.*s", i, (int)r.blen, r.body);
+        hresp_free(&r);
+    }
+    cli_close(&c);
+    free(all);
+}
+
+Test(http_server, pipelined_100, .timeout = 60)
+{
+    t_.client = pipelined;
+    run(&t_);
+    cr_assert_eq(t_.requests, 100);
+}
+
+static void head_req(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    /* HEAD then GET on one connection: any body byte of the HEAD's
+     * answer would show as the start of the GET's. */
+    CHECK(cli_sends(&c, "HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n" GET("/n/after")) == 0, "s");
+    CHECK(read_resp(&c, &r, true) == 0, "head");
+    CHECK(r.status == 200 && r.has_cl && r.cl == 5 && r.date, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0, "get");
+    CHECK(r.status == 200 && r.blen == 5 && memcmp(r.body, "after", 5) == 0, "%s", r.head);
+    hresp_free(&r);
+    /* HEAD of a chunked and of a streamed response: head only. */
+    CHECK(cli_sends(&c, "HEAD /bigchunked?n=100000 HTTP/1.1\r\nHost: a\r\n\r\n"
+                        "HEAD /big?n=100000 HTTP/1.1\r\nHost: a\r\n\r\n" GET("/n/end")) == 0,
+          "s");
+    CHECK(read_resp(&c, &r, true) == 0 && r.status == 200 && r.chunked, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, true) == 0 && r.status == 200 && r.cl == 100000, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.blen == 3 && memcmp(r.body, "end", 3) == 0, "%s",
+          r.head);
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, head_has_no_body, .timeout = 60)
+{
+    t_.client = head_req;
+    run(&t_);
+}
+
+static void request_view(T *t)
+{
+    hresp r;
+    int rc = fetch(t,
+                   "GET /info/b?x=1&y HTTP/1.1\r\nHost: a\r\nX-Case:  Value 1 \r\n"
+                   "Content-Length: 0\r\n\r\n",
+                   &r, false);
+    CHECK(rc == 0 && r.status == 200, "%s", weft_err_name(rc));
+    /* method|target|path|query|minor|nheaders|x-case|absent|cl|keep_alive|chunked */
+    CHECK(strcmp((char *)r.body, "GET|/info/b?x=1&y|/info/b|x=1&y|1|3|Value 1|1|0|1|0") == 0, "%s",
+          r.body);
+    hresp_free(&r);
+    rc = fetch(t, "GET /info HTTP/1.0\r\n\r\n", &r, false);
+    CHECK(rc == 0 && strcmp((char *)r.body, "GET|/info|/info||0|0||1|0|0|0") == 0, "%s", r.body);
+    CHECK(r.close, "HTTP/1.0 without keep-alive: %s", r.head);
+    hresp_free(&r);
+}
+
+Test(http_server, request_view, .timeout = 60)
+{
+    t_.client = request_view;
+    run(&t_);
+}
+
+static void http10(T *t)
+{
+    cli c;
+    hresp r;
+    /* Keep-alive asked for: kept, and said so. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n") == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && !r.close, "%s", r.head);
+    CHECK(hfind(r.head, "connection") &&
+              strncasecmp(hfind(r.head, "connection"), "keep-alive", 10) == 0,
+          "%s", r.head);
+    hresp_free(&r);
+    /* A body of unknown length goes unframed and ends with the close. */
+    CHECK(cli_sends(&c, "GET /bigchunked?n=300000 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n") == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0, "read");
+    CHECK(r.status == 200 && !r.chunked && !r.has_cl && r.close && r.blen == 300000, "%zu %s",
+          r.blen, r.head);
+    CHECK(r.blen == 300000 && is_pattern(r.body, 300000, 7), "bytes differ");
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, http10, .timeout = 60)
+{
+    t_.client = http10;
+    run(&t_);
+}
+
+/* ---- bodies ----------------------------------------------------------------------------- */
+
+static void post_length(T *t)
+{
+    hresp r;
+    int rc = fetch(t, "POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+                   &r, false);
+    CHECK(rc == 0 && r.status == 200 && r.blen == 11 && memcmp(r.body, "hello world", 11) == 0,
+          "%s %s", weft_err_name(rc), r.head);
+    hresp_free(&r);
+    /* Small chunked body, with extensions and trailers, then a request
+     * on the same connection. */
+    cli c;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-T: 1\r\n\r\n" GET(
+                            "/n/next")) == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.blen == 11 && memcmp(r.body, "hello world", 11) == 0,
+          "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.blen == 4 && memcmp(r.body, "next", 4) == 0, "%s",
+          r.head);
+    hresp_free(&r);
+    /* A body the handler never reads is dropped, the connection kept. */
+    CHECK(cli_sends(&c, "POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n") == 0,
+          "s");
+    char body[5000];
+    memset(body, 'x', sizeof body);
+    CHECK(cli_send(&c, body, sizeof body) == 0, "s");
+    CHECK(cli_sends(&c, "POST /noread HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "3\r\nabc\r\n0\r\n\r\n" GET("/n/kept")) == 0,
+          "s");
+    for (int i = 0; i < 2; i++) {
+        CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && !r.close, "%s", r.head);
+        hresp_free(&r);
+    }
+    CHECK(read_resp(&c, &r, false) == 0 && r.blen == 4 && memcmp(r.body, "kept", 4) == 0, "%s",
+          r.head);
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, post_bodies, .timeout = 60)
+{
+    t_.client = post_length;
+    run(&t_);
+}
+
+/* A writer sending a chunked body of pattern bytes in pieces of varying
+ * size, alongside the reader. */
+typedef struct upload {
+    cli *c;
+    size_t total;
+    uint64_t seed;
+    bool chunked;
+    volatile bool stop; /* the reader has its answer */
+    int rc;
+    bool done;
+} upload;
+
+static void uploader(void *arg)
+{
+    upload *u = arg;
+    unsigned char *all = malloc(65536);
+    size_t off = 0, piece = 1;
+    u->rc = 0;
+    while (off < u->total && !u->stop) {
+        size_t k = piece < u->total - off ? piece : u->total - off;
+        char line[32];
+        if (u->chunked) {
+            int l = sprintf(line, "%zx\r\n", k);
+            if ((u->rc = cli_send(u->c, line, (size_t)l)) < 0)
+                break;
+        }
+        fill_at(all, off, k, u->seed);
+        if ((u->rc = cli_send(u->c, all, k)) < 0)
+            break;
+        if (u->chunked && (u->rc = cli_send(u->c, "\r\n", 2)) < 0)
+            break;
+        off += k;
+        piece = piece * 7 % 65521 + 1; /* 1 .. 64 KiB */
+    }
+    if (u->rc == 0 && !u->stop && u->chunked)
+        u->rc = cli_send(u->c, "0\r\n\r\n", 5);
+    free(all);
+    u->done = true;
+}
+
+static void chunked_16m(T *t)
+{
+    enum { N = 16 << 20 };
+    cli c;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "POST /echo_chunked HTTP/1.1\r\nHost: a\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n") == 0,
+          "s");
+    upload u = {.c = &c, .total = N, .seed = 11, .chunked = true};
+    weft_go(uploader, &u);
+    hresp r;
+    int rc = read_resp(&c, &r, false);
+    WAIT_UNTIL(u.done, T_MS);
+    CHECK(rc == 0 && u.rc == 0, "%s %s", weft_err_name(rc), weft_err_name(u.rc));
+    CHECK(r.status == 200 && r.chunked && r.blen == N, "%zu %s", r.blen, r.head);
+    CHECK(r.blen == N && is_pattern(r.body, N, 11), "the echo differs");
+    hresp_free(&r);
+    /* And a 16 MiB chunked download on the same connection. */
+    CHECK(cli_sends(&c, GET("/bigchunked?n=16777216")) == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.chunked && r.blen == N, "%zu", r.blen);
+    CHECK(r.blen == N && is_pattern(r.body, N, 7), "the download differs");
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, chunked_16m_both_ways, .timeout = 120)
+{
+    t_.o.max_body = 32 << 20;
+    t_.client = chunked_16m;
+    run(&t_);
+}
+
+static void expect_continue(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                        "Expect: 100-continue\r\n\r\n") == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 100, "%s", r.head);
+    hresp_free(&r);
+    CHECK(cli_sends(&c, "hello") == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.blen == 5 && !r.close, "%s",
+          r.head);
+    hresp_free(&r);
+    /* Answered without reading: no 100, and the connection closes, since
+     * the client may or may not send its body now. */
+    CHECK(cli_sends(&c, "POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                        "Expect: 100-continue\r\n\r\n") == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.close, "%s", r.head);
+    hresp_free(&r);
+    CHECK(cli_closed(&c, T_MS) == 1, "closed");
+    cli_close(&c);
+    /* Over max_body: 413 at once, no 100. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n"
+                        "Expect: 100-continue\r\n\r\n") == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 413 && r.close, "%s", r.head);
+    hresp_free(&r);
+    CHECK(cli_closed(&c, T_MS) == 1, "closed");
+    cli_close(&c);
+}
+
+Test(http_server, expect_continue, .timeout = 60)
+{
+    t_.client = expect_continue;
+    run(&t_);
+}
+
+/* ---- smuggling (RELIABILITY #76) ------------------------------------------------------ */
+
+static const struct {
+    const char *req;
+    int status;
+} smuggling[] = {
+    /* CL and TE both */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+     "Content-Length: 6\r\n\r\n0\r\n\r\n",
+     400},
+    /* TE other than a final chunked */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+     501},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400},
+    /* duplicate differing Content-Length */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"
+     "hello",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 0, 5\r\n\r\nhello", 400},
+    /* obs-fold */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n , chunked\r\n\r\n"
+     "0\r\n\r\n",
+     400},
+    {"GET /hello HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", 400},
+    /* space before the colon */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello", 400},
+    /* bare LF, bare CR */
+    {"GET /hello HTTP/1.1\nHost: a\r\n\r\n", 400},
+    {"GET /hello HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400},
+    {"GET /hello HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\r\n\r\n0\r\n\r\n", 400},
+    /* HTAB in a framing field */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n", 400},
+    /* chunk size overflow */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "ffffffffffffffff1\r\nhello\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "0xffffffffffffffff1\r\nhello\r\n0\r\n\r\n",
+     400},
+    /* funky chunks: CR or LF in extensions, bad chunk ends */
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5;a\nb\r\nhello\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5;a=\"x\ry\"\r\nhello\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\nhello\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhelloXX\r\n0\r\n\r\n",
+     400},
+    {"POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "0\r\n\n",
+     400},
+    /* the version */
+    {"GET /hello HTTP/1.2\r\nHost: a\r\n\r\n", 505},
+    {"GET /hello HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+    /* Host: none in 1.1, or two */
+    {"GET /hello HTTP/1.1\r\n\r\n", 400},
+    {"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+};
+
+static void smuggle(T *t)
+{
+    for (size_t i = 0; i < sizeof smuggling / sizeof smuggling[0] && !failed; i++) {
+        cli c;
+        hresp r;
+        CHECK(cli_open(&c, t->port) == 0, "connect");
+        /* The refused request, then one that must never be served. */
+        CHECK(cli_sends(&c, smuggling[i].req) == 0, "s");
+        cli_sends(&c, GET("/smuggled")); /* may fail: the server closes */
+        int rc = read_resp(&c, &r, false);
+        CHECK(rc == 0 && r.status == smuggling[i].status && r.close,
+              "case %zu: %s, status %d (want %d)", i, weft_err_name(rc), r.status,
+              smuggling[i].status);
+        CHECK(cli_closed(&c, T_MS) == 1, "case %zu: more than one response", i);
+        hresp_free(&r);
+        cli_close(&c);
+    }
+    CHECK(t->smuggled == 0, "a smuggled request was served");
+}
+
+Test(http_server, smuggling_refused, .timeout = 60)
+{
+    t_.client = smuggle;
+    run(&t_);
+    cr_assert_eq(t_.smuggled, 0);
+}
+
+/* ---- limits ------------------------------------------------------------------------------ */
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Sends head, then a body of total bytes alongside (chunked or not),
+ * and expects status: whole and with a close, or (cut) a response cut
+ * short by the close. */
+static void big_upload(T *t, const char *head, size_t total, bool chunked, int status, bool cut)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, head) == 0, "s");
+    upload u = {.c = &c, .total = total, .seed = 3, .chunked = chunked};
+    weft_go(uploader, &u);
+    int rc = read_resp(&c, &r, false);
+    u.stop = true;
+    WAIT_UNTIL(u.done, T_MS);
+    if (cut) {
+        CHECK((rc == -ENODATA || rc == -ECONNRESET) && r.status == status, "%s: %s",
+              weft_err_name(rc), r.head);
+    } else {
+        CHECK(rc == 0 && r.status == status && r.close, "%s: %s", weft_err_name(rc), r.head);
+        weft_shutdown(c.s, WEFT_SHUT_WR); /* ends the server's lingering read */
+        CHECK(cli_closed(&c, T_MS) == 1, "closed");
+    }
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+static void limits(T *t)
+{
+    hresp r;
+    char *req = malloc(200000);
+    /* 414: a request line over 8 KiB */
+    strcpy(req, "GET /");
+    memset(req + 5, 'a', 9000);
+    strcpy(req + 9005, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(fetch(t, req, &r, false) == 0 && r.status == 414 && r.close, "%s", r.head);
+    hresp_free(&r);
+    /* 431: a head over 64 KiB */
+    strcpy(req, "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    size_t n = strlen(req);
+    memset(req + n, 'b', 70000);
+    strcpy(req + n + 70000, "\r\n\r\n");
+    CHECK(fetch(t, req, &r, false) == 0 && r.status == 431 && r.close, "%s", r.head);
+    hresp_free(&r);
+    /* 431: 101 fields */
+    n = (size_t)sprintf(req, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)sprintf(req + n, "X-%d: v\r\n", i);
+    strcpy(req + n, "\r\n");
+    CHECK(fetch(t, req, &r, false) == 0 && r.status == 431 && r.close, "%s", r.head);
+    hresp_free(&r);
+    /* ... and 100 fields are fine */
+    n = (size_t)sprintf(req, "GET /hello HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 99; i++)
+        n += (size_t)sprintf(req + n, "X-%d: v\r\n", i);
+    strcpy(req + n, "\r\n");
+    CHECK(fetch(t, req, &r, false) == 0 && r.status == 200, "%s", r.head);
+    hresp_free(&r);
+    free(req);
+
+    /* 413: a length over max_body (1 MiB), without and with 100-continue;
+     * and a chunked body going past it.  100 MiB each, sent alongside:
+     * memory must not follow. */
+    long before = rss_kib();
+    big_upload(t, "POST /echo_len HTTP/1.1\r\nHost: a\r\nContent-Length: 104857600\r\n\r\n",
+               100 << 20, false, 413, false);
+    big_upload(t, "POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+               100 << 20, true, 413, false);
+    CHECK(t->read_err == -EMSGSIZE, "the handler read %s", weft_err_name(t->read_err));
+    big_upload(t, "POST /echo_chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+               100 << 20, true, 200, true); /* answered already: cut, then closed */
+    long grown = rss_kib() - before;
+    CHECK(grown < 64 * 1024, "RSS grew by %ld KiB", grown);
+}
+
+Test(http_server, limits, .timeout = 120)
+{
+    t_.client = limits;
+    run(&t_);
+}
+
+/* ---- timeouts ---------------------------------------------------------------------------- */
+
+typedef struct timed {
+    T *t;
+    int64_t at; /* when it ended, ms */
+    int status;
+    int closed;
+    bool done;
+} timed;
+
+static void slow_head_client(void *arg)
+{
+    timed *x = arg;
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, x->t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "GET /hello HTTP/1.1\r\nHost: a\r\n") == 0, "s"); /* no end */
+    if (read_resp(&c, &r, false) == 0) {
+        x->status = r.status;
+        x->closed = r.close ? cli_closed(&c, T_MS) : 0;
+    }
+    x->at = mono_ms();
+    hresp_free(&r);
+    cli_close(&c);
+    x->done = true;
+}
+
+static void silent_client(void *arg)
+{
+    timed *x = arg;
+    cli c;
+    CHECK(cli_open(&c, x->t->port) == 0, "connect");
+    x->closed = cli_closed(&c, T_MS); /* closed without a word */
+    x->at = mono_ms();
+    cli_close(&c);
+    x->done = true;
+}
+
+static void header_timeout(T *t)
+{
+    int64_t t0 = mono_ms();
+    timed a = {.t = t}, s = {.t = t};
+    weft_go(slow_head_client, &a);
+    weft_go(silent_client, &s);
+    weft_sleep(50);
+    hresp r;
+    CHECK(fetch(t, GET("/hello"), &r, false) == 0 && r.status == 200, "normal client");
+    int64_t normal_at = mono_ms();
+    hresp_free(&r);
+    WAIT_UNTIL(a.done && s.done, 2 * T_MS);
+    CHECK(a.status == 408 && a.closed == 1, "slow head: %d, closed %d", a.status, a.closed);
+    CHECK(s.closed == 1, "silent: %d", s.closed);
+    CHECK(a.at - t0 >= 950 && a.at - t0 < T_MS, "408 after %lld ms", (long long)(a.at - t0));
+    CHECK(s.at - t0 >= 950 && s.at - t0 < T_MS, "silent closed after %lld ms",
+          (long long)(s.at - t0));
+    CHECK(normal_at < a.at, "the normal client waited for the slow one");
+}
+
+Test(http_server, header_timeout, .timeout = 60)
+{
+    t_.o.header_timeout_ms = 1000;
+    t_.client = header_timeout;
+    run(&t_);
+}
+
+static void idle_timeout(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/hello")) == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && !r.close, "%s", r.head);
+    hresp_free(&r);
+    int64_t t0 = mono_ms();
+    CHECK(cli_closed(&c, T_MS) == 1, "closed, with no byte (no 408)");
+    int64_t el = mono_ms() - t0;
+    CHECK(el >= 250 && el < T_MS, "closed after %lld ms", (long long)el);
+    cli_close(&c);
+}
+
+Test(http_server, idle_timeout, .timeout = 60)
+{
+    t_.o.idle_timeout_ms = 300;
+    t_.client = idle_timeout;
+    run(&t_);
+}
+
+/* ---- drain --------------------------------------------------------------------------------- */
+
+typedef struct drain_x {
+    T *t;
+    int slow_status;
+    bool slow_close, slow_done, idle_done, drained;
+    int idle_closed;
+    cli idle;
+} drain_x;
+
+static void slow_client(void *arg)
+{
+    drain_x *x = arg;
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, x->t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/wait")) == 0, "s");
+    if (read_resp(&c, &r, false) == 0) {
+        x->slow_status = r.status;
+        x->slow_close = r.close && cli_closed(&c, T_MS) == 1;
+    }
+    hresp_free(&r);
+    cli_close(&c);
+    x->slow_done = true;
+}
+
+static void drainer(void *arg)
+{
+    drain_x *x = arg;
+    x->t->drain_rc = weft_http_server_drain(x->t->srv, 2 * T_MS);
+    x->drained = true;
+}
+
+static void drain_test(T *t)
+{
+    drain_x x = {.t = t};
+    hresp r;
+    /* An idle keep-alive connection. */
+    CHECK(cli_open(&x.idle, t->port) == 0, "connect");
+    CHECK(cli_sends(&x.idle, GET("/hello")) == 0, "s");
+    CHECK(read_resp(&x.idle, &r, false) == 0 && r.status == 200, "first");
+    hresp_free(&r);
+    /* A request in its handler, which waits for t->release. */
+    weft_go(slow_client, &x);
+    WAIT_UNTIL(t->requests == 2, T_MS);
+    weft_go(drainer, &x);
+    /* The idle connection closes while the other request is still in its
+     * handler (the idle timeout is 60 s: only the drain closes it). */
+    x.idle_closed = cli_closed(&x.idle, T_MS);
+    CHECK(x.idle_closed == 1, "idle connection: %d", x.idle_closed);
+    CHECK(!x.drained && !x.slow_done, "the drain did not wait for the request in progress");
+    /* New connections are refused. */
+    weft_sock *s;
+    int rc = weft_tcp_connect(&s, "127.0.0.1", t->port, T_MS);
+    CHECK(rc == -ECONNREFUSED, "connect after drain: %s", weft_err_name(rc));
+    if (rc == 0)
+        weft_close(s);
+    /* The request in progress completes, with Connection: close. */
+    t->release = true;
+    WAIT_UNTIL(x.slow_done && x.drained, 2 * T_MS);
+    CHECK(x.slow_status == 200 && x.slow_close, "slow: %d, close %d", x.slow_status, x.slow_close);
+    CHECK(t->slow_done == 1 && x.drained, "the handler completed, then the drain returned");
+    cli_close(&x.idle);
+}
+
+Test(http_server, drain, .timeout = 60)
+{
+    t_.no_drain = true;
+    t_.client = drain_test;
+    run(&t_);
+}
+
+/* Stopped while a request is in its handler: its response says
+ * Connection: close. */
+static void drain_in_handler_client(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/wait")) == 0, "s");
+    WAIT_UNTIL(t->requests == 1, T_MS);
+    weft_http_server_stop(t->srv);
+    t->release = true;
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.close, "%s", r.head);
+    CHECK(cli_closed(&c, T_MS) == 1, "closed");
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, stop_makes_responses_close, .timeout = 60)
+{
+    t_.client = drain_in_handler_client;
+    run(&t_);
+}
+
+/* On two loops: idle connections of both close at once. */
+static int loops_main(void *arg)
+{
+    T *t = arg;
+    t->o.handler = handler;
+    t->o.arg = t;
+    t->o.server.on_exit = on_exit_cb;
+    t->o.server.host = "127.0.0.1";
+    if ((t->start_rc = weft_http_server_start(&t->srv, &t->o)) < 0)
+        return 0;
+    t->port = weft_http_server_port(t->srv);
+    enum { N = 16 };
+    cli c[N];
+    for (int i = 0; i < N; i++) {
+        hresp r;
+        CHECK(cli_open(&c[i], t->port) == 0, "connect");
+        CHECK(cli_sends(&c[i], GET("/hello")) == 0, "s");
+        CHECK(read_resp(&c[i], &r, false) == 0 && r.status == 200, "get %d", i);
+        hresp_free(&r);
+    }
+    /* Only the drain can close them (the idle timeout is 60 s), and it
+     * cancels none: they were idle. */
+    t->drain_rc = weft_http_server_drain(t->srv, 2 * T_MS);
+    for (int i = 0; i < N; i++) {
+        CHECK(cli_closed(&c[i], T_MS) == 1, "connection %d", i);
+        cli_close(&c[i]);
+    }
+    weft_http_server_free(t->srv);
+    return 0;
+}
+
+Test(http_server, drain_two_loops, .timeout = 60)
+{
+    int fds = count_fds();
+    weft_config cfg = {.threads = 2};
+    cr_assert_eq(weft_main(loops_main, &t_, &cfg), 0);
+    cr_assert_eq(t_.start_rc, 0);
+    cr_assert(!failed, "%s", failmsg);
+    cr_assert_eq(t_.drain_rc, 0);
+    cr_assert_eq(t_.exits, 1);
+    cr_assert_eq(count_fds(), fds);
+}
+
+/* ---- handlers that answer nothing, or half ------------------------------------------- */
+
+static void half(T *t)
+{
+    hresp r;
+    cli c;
+    /* Nothing: 500, and the connection goes on. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/none") GET("/started_unsent") GET("/n/ok")) == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 500 && !r.close, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 500 && !r.close, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.blen == 2, "%s", r.head);
+    hresp_free(&r);
+    /* HEAD of nothing: 500 without a body. */
+    CHECK(cli_sends(&c, "HEAD /none HTTP/1.1\r\nHost: a\r\n\r\n" GET("/n/ok")) == 0, "s");
+    CHECK(read_resp(&c, &r, true) == 0 && r.status == 500, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.blen == 2, "%s", r.head);
+    hresp_free(&r);
+    cli_close(&c);
+    /* Half a body of declared length: closed, never complete. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/partial")) == 0, "s");
+    int rc = read_resp(&c, &r, false);
+    CHECK(rc == -ENODATA && r.status == 200 && r.cl == 100, "%s: %s", weft_err_name(rc), r.head);
+    hresp_free(&r);
+    cli_close(&c);
+    /* Half a chunked body: closed without the last chunk. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/partial_chunked")) == 0, "s");
+    rc = read_resp(&c, &r, false);
+    CHECK(rc == -ENODATA && r.status == 200 && r.chunked, "%s: %s", weft_err_name(rc), r.head);
+    hresp_free(&r);
+    cli_close(&c);
+    /* end() short of the length: -EPROTO, and closed. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/short_end")) == 0, "s");
+    rc = read_resp(&c, &r, false);
+    CHECK(rc == -ENODATA && r.cl == 10, "%s: %s", weft_err_name(rc), r.head);
+    hresp_free(&r);
+    cli_close(&c);
+    /* 204: no body, no length; the handler's own close. */
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/no_content") GET("/close")) == 0, "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 204 && !r.has_cl && !r.chunked, "%s",
+          r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.close && r.blen == 3, "%s", r.head);
+    hresp_free(&r);
+    CHECK(cli_closed(&c, T_MS) == 1, "closed");
+    cli_close(&c);
+}
+
+Test(http_server, handler_answers_nothing_or_half, .timeout = 60)
+{
+    t_.client = half;
+    run(&t_);
+    cr_assert_eq(t_.none_calls, 2);
+    cr_assert_eq(t_.nmisuse, 3);
+    cr_assert_eq(t_.misuse[0], -EPROTO);
+    cr_assert_eq(t_.misuse[1], -EINVAL);
+    cr_assert_eq(t_.misuse[2], 0);
+}
+
+static void misuse_client(T *t)
+{
+    hresp r;
+    int rc = fetch(t, GET("/misuse"), &r, false);
+    CHECK(rc == 0 && r.status == 200 && r.blen == 5 && memcmp(r.body, "hello", 5) == 0, "%s %s",
+          weft_err_name(rc), r.head);
+    CHECK(strstr(r.head, "\r\nX-Ok: fine\r\n") && !strstr(r.head, "Injected") &&
+              !strstr(r.head, "X-Late"),
+          "%s", r.head);
+    hresp_free(&r);
+}
+
+Test(http_server, response_misuse, .timeout = 60)
+{
+    t_.client = misuse_client;
+    run(&t_);
+    static const int want[] = {
+        -EINVAL,   -EINVAL, -EINVAL,   -EINVAL, -EINVAL, -EINVAL, -EINVAL,   -EINVAL,   0,
+        -EINVAL,   -EINVAL, -EINVAL,   -EINVAL, -EINVAL, -EINVAL, 0,         -EALREADY, -EALREADY,
+        -EMSGSIZE, 3,       -EMSGSIZE, 2,       0,       0,       -EALREADY, -EALREADY, -EALREADY,
+    };
+    cr_assert_eq(t_.nmisuse, (int)(sizeof want / sizeof want[0]));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_eq(t_.misuse[i], want[i], "call %zu: %s, want %s", i, weft_err_name(t_.misuse[i]),
+                     weft_err_name(want[i]));
+}
+
+/* ---- many clients -------------------------------------------------------------------------- */
+
+typedef struct rst_x {
+    T *t;
+    int done, ok;
+} rst_x;
+
+static void rst_client(void *arg)
+{
+    rst_x *x = arg;
+    cli c;
+    if (cli_open(&c, x->t->port) == 0 && cli_sends(&c, GET("/big?n=8388608")) == 0 &&
+        cli_need(&c, 65536) == 0) {
+        x->ok++;
+        weft_reset(c.s); /* mid-response */
+        c.s = NULL;
+    }
+    cli_close(&c);
+    x->done++;
+}
+
+static void rst_test(T *t)
+{
+    rst_x x = {.t = t};
+    for (int i = 0; i < 50; i++)
+        weft_go(rst_client, &x);
+    WAIT_UNTIL(x.done == 50, 2 * T_MS);
+    CHECK(x.ok == 50, "%d clients got a part of their response", x.ok);
+    WAIT_UNTIL(weft_http_server_conn_count(t->srv) == 0, 2 * T_MS);
+    CHECK(weft_http_server_conn_count(t->srv) == 0, "%zu connections left",
+          weft_http_server_conn_count(t->srv));
+    hresp r;
+    CHECK(fetch(t, GET("/hello"), &r, false) == 0 && r.status == 200, "served after");
+    hresp_free(&r);
+}
+
+Test(http_server, clients_reset_mid_response, .timeout = 120)
+{
+    t_.client = rst_test;
+    run(&t_);
+}
+
+static void idle_200(T *t)
+{
+    enum { N = 200 };
+    cli *c = calloc(N, sizeof *c);
+    for (int i = 0; i < N && !failed; i++) {
+        hresp r;
+        CHECK(cli_open(&c[i], t->port) == 0, "connect %d", i);
+        CHECK(cli_sends(&c[i], GET("/hello")) == 0, "s");
+        CHECK(read_resp(&c[i], &r, false) == 0 && r.status == 200, "get %d", i);
+        hresp_free(&r);
+    }
+    CHECK(weft_http_server_conn_count(t->srv) == N, "%zu open",
+          weft_http_server_conn_count(t->srv));
+    weft_sleep(1200);                 /* past the time an idle connection keeps its buffer */
+    for (int i = 0; i < N; i += 37) { /* still served */
+        hresp r;
+        CHECK(cli_sends(&c[i], GET("/n/again")) == 0, "s");
+        CHECK(read_resp(&c[i], &r, false) == 0 && r.blen == 5, "again %d", i);
+        hresp_free(&r);
+    }
+    for (int i = 0; i < N; i++)
+        cli_close(&c[i]);
+    WAIT_UNTIL(weft_http_server_conn_count(t->srv) == 0, T_MS);
+    CHECK(weft_http_server_conn_count(t->srv) == 0, "%zu left",
+          weft_http_server_conn_count(t->srv));
+    free(c);
+}
+
+Test(http_server, idle_200_connections, .timeout = 120)
+{
+    raise_nofile();
+    t_.client = idle_200;
+    run(&t_);
+}
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+static char tmpdir[64];
+
+static void make_file(T *t, size_t n)
+{
+    strcpy(tmpdir, "/tmp/weft-http-XXXXXX");
+    cr_assert(mkdtemp(tmpdir));
+    static char path[128];
+    snprintf(path, sizeof path, "%s/file", tmpdir);
+    unsigned char *b = malloc(n);
+    fill_at(b, 0, n, 5);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(b, 1, n, f) == n);
+    fclose(f);
+    free(b);
+    t->file = path;
+    t->file_len = n;
+}
+
+static void remove_file(T *t)
+{
+    unlink(t->file);
+    char p[128];
+    snprintf(p, sizeof p, "%s/cert.pem", tmpdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/key.pem", tmpdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/out", tmpdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/err", tmpdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/hdr", tmpdir);
+    unlink(p);
+    rmdir(tmpdir);
+}
+
+static void file_client(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/file") "HEAD /file HTTP/1.1\r\nHost: a\r\n\r\n" GET("/n/x")) == 0,
+          "s");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.blen == t->file_len, "%s", r.head);
+    CHECK(r.blen == t->file_len && is_pattern(r.body, t->file_len, 5), "file differs");
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, true) == 0 && r.cl == (long long)t->file_len, "%s", r.head);
+    hresp_free(&r);
+    CHECK(read_resp(&c, &r, false) == 0 && r.blen == 1, "%s", r.head);
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, sendfile, .timeout = 60)
+{
+    make_file(&t_, 5 << 20);
+    t_.client = file_client;
+    run(&t_);
+    remove_file(&t_);
+    cr_assert_eq(t_.misuse[0], 0);
+    cr_assert_eq(t_.misuse[1], 0);
+}
+
+/* ---- curl ---------------------------------------------------------------------------------- */
+
+typedef struct shell {
+    const char *cmd;
+    int rc;
+} shell;
+
+static void run_shell(void *arg)
+{
+    shell *s = arg;
+    s->rc = system(s->cmd);
+}
+
+/* Runs cmd on a worker thread (the loop serves meanwhile); its exit code. */
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    shell s = {cmd, -1};
+    if (weft_blocking(run_shell, &s, -1) < 0)
+        return -1;
+    return WIFEXITED(s.rc) ? WEXITSTATUS(s.rc) : -1;
+}
+
+static bool file_is(const char *path, const char *text)
+{
+    char buf[256] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n == strlen(text) && memcmp(buf, text, n) == 0;
+}
+
+static void curl_client(T *t)
+{
+    char out[128], err[128], hdr[128];
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    snprintf(err, sizeof err, "%s/err", tmpdir);
+    snprintf(hdr, sizeof hdr, "%s/hdr", tmpdir);
+    /* Keep-alive: two URLs, one connection. */
+    int rc = sh("curl -s --http1.1 -o /dev/null -o /dev/null -w '%%{http_code} %%{num_connects}\\n'"
+                " http://127.0.0.1:%d/hello http://127.0.0.1:%d/hello >%s 2>%s",
+                t->port, t->port, out, err);
+    CHECK(rc == 0 && file_is(out, "200 1\n200 0\n"), "curl keep-alive: rc %d", rc);
+    /* A chunked download, byte-exact. */
+    rc = sh("curl -s --http1.1 -D %s -o %s http://127.0.0.1:%d/bigchunked?n=3000000", hdr, out,
+            t->port);
+    CHECK(rc == 0, "curl chunked: %d", rc);
+    CHECK(sh("grep -qi '^transfer-encoding: chunked' %s", hdr) == 0, "not chunked");
+    FILE *f = fopen(out, "rb");
+    unsigned char *got = malloc(3000001);
+    size_t n = f ? fread(got, 1, 3000001, f) : 0;
+    if (f)
+        fclose(f);
+    CHECK(n == 3000000 && is_pattern(got, n, 7), "curl got %zu bytes", n);
+    free(got);
+    /* HEAD */
+    rc = sh("curl -s --http1.1 -I http://127.0.0.1:%d/hello >%s", t->port, out);
+    CHECK(rc == 0 && sh("grep -q '^HTTP/1.1 200' %s", out) == 0 &&
+              sh("grep -qi '^content-length: 5' %s", out) == 0 &&
+              sh("grep -qi '^date: ' %s", out) == 0,
+          "curl -I");
+    /* A POST, with curl's own Expect: 100-continue (over 1 KiB). */
+    rc = sh("head -c 200000 /dev/zero | curl -s --http1.1 -H 'Expect: 100-continue' "
+            "--data-binary @- -o %s -w '%%{http_code}' http://127.0.0.1:%d/echo_len >%s",
+            hdr, t->port, err);
+    CHECK(rc == 0 && file_is(err, "200"), "curl POST: %d", rc);
+    struct stat st;
+    CHECK(stat(hdr, &st) == 0 && st.st_size == 200000, "echoed %lld", (long long)st.st_size);
+}
+
+static bool have(const char *tool)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", tool);
+    return system(cmd) == 0;
+}
+
+Test(http_server, curl, .timeout = 120)
+{
+    if (!have("curl"))
+        cr_skip_test("curl is not installed");
+    make_file(&t_, 1000);
+    t_.client = curl_client;
+    run(&t_);
+    remove_file(&t_);
+}
+
+static void curl_tls_client(T *t)
+{
+    char out[128], err[128];
+    snprintf(out, sizeof out, "%s/out", tmpdir);
+    snprintf(err, sizeof err, "%s/err", tmpdir);
+    int rc = sh("curl -sk -v --http1.1 -o %s https://127.0.0.1:%d/hello 2>%s", out, t->port, err);
+    CHECK(rc == 0 && file_is(out, "hello"), "curl https: %d", rc);
+    CHECK(sh("grep -qi 'ALPN.*accepted.*http/1.1' %s", err) == 0, "ALPN not http/1.1");
+    /* A file through TLS: read and sent by the TLS layer. */
+    rc = sh("curl -sk --http1.1 -o %s https://127.0.0.1:%d/file", out, t->port);
+    CHECK(rc == 0 && sh("cmp -s %s %s", out, t->file) == 0, "file through TLS differs");
+}
+
+Test(http_server, curl_tls_alpn, .timeout = 120)
+{
+    if (!have("curl") || !have("openssl"))
+        cr_skip_test("curl or openssl is not installed");
+    make_file(&t_, 300000);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem "
+             "-out %s/cert.pem >/dev/null 2>&1",
+             tmpdir, tmpdir);
+    cr_assert_eq(system(cmd), 0);
+    static char certp[128], keyp[128];
+    snprintf(certp, sizeof certp, "%s/cert.pem", tmpdir);
+    snprintf(keyp, sizeof keyp, "%s/key.pem", tmpdir);
+    t_.o.server.cert_file = certp;
+    t_.o.server.key_file = keyp;
+    t_.client = curl_tls_client;
+    run(&t_);
+    remove_file(&t_);
+}
+
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+/* The Nth allocation of this thread fails, for N = 1, 2, ...: a request
+ * is answered whole, or with a 5xx, or its connection closes; never a
+ * crash, a hang or a leak, and the next request is served. */
+static void alloc_faults(T *t)
+{
+    int answered = 0;
+    for (unsigned n = 1; n <= 30 && !failed; n++) {
+        hresp r;
+        weft_fault_set(WEFT_FAULT_MALLOC, n, ENOMEM);
+        int rc = fetch(t,
+                       "POST /echo_len HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                       "X-Pad: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                       &r, false);
+        bool fired = weft_fault_fired() > 0;
+        weft_fault_clear();
+        if (rc == 0 && r.status == 200)
+            CHECK(r.blen == 5 && memcmp(r.body, "hello", 5) == 0, "fault %u: %.*s", n, (int)r.blen,
+                  r.body);
+        else if (rc == 0)
+            CHECK(r.status >= 500, "fault %u: status %d", n, r.status);
+        answered += rc == 0 && r.status == 200 && !fired;
+        hresp_free(&r);
+        rc = fetch(t, GET("/hello"), &r, false);
+        CHECK(rc == 0 && r.status == 200, "after fault %u: %s", n, weft_err_name(rc));
+        hresp_free(&r);
+    }
+    CHECK(answered > 0, "the faults never ran out");
+}
+
+Test(http_server, allocation_failures, .timeout = 120)
+{
+    t_.client = alloc_faults;
+    run(&t_);
+}
+
+/* ---- starting ------------------------------------------------------------------------------ */
+
+static void nothing(weft_http_req *r, weft_http_resp *w, void *arg)
+{
+    (void)r, (void)w, (void)arg;
+}
+
+static void dummy_conn(weft_sock *c, void *arg)
+{
+    (void)c, (void)arg;
+}
+
+static int bad_opts_main(void *arg)
+{
+    int *rc = arg;
+    weft_http_server *s = NULL;
+    weft_http_server_opts o = {.server.host = "127.0.0.1"};
+    rc[0] = weft_http_server_start(&s, &o); /* no handler */
+    o.handler = nothing;
+    o.server.on_conn = dummy_conn;
+    rc[1] = weft_http_server_start(&s, &o);
+    o.server.on_conn = NULL;
+    o.idle_timeout_ms = -2;
+    rc[2] = weft_http_server_start(&s, &o);
+    o.idle_timeout_ms = 0;
+    rc[3] = weft_http_server_start(NULL, &o);
+    o.server.cert_file = "/nonexistent/cert.pem";
+    rc[4] = weft_http_server_start(&s, &o);
+    o.server.cert_file = NULL;
+    rc[5] = weft_http_server_start(&s, &o);
+    if (rc[5] == 0) {
+        rc[6] = weft_http_server_port(s) > 0 ? 0 : -1;
+        weft_http_server_free(s);
+        weft_http_server_free(NULL);
+    }
+    return 0;
+}
+
+Test(http_server, bad_options, .timeout = 60)
+{
+    int rc[8] = {0};
+    weft_http_server *s = NULL;
+    weft_http_server_opts o = {.handler = nothing};
+    cr_assert_eq(weft_http_server_start(&s, &o), -EPERM, "no loop");
+    cr_assert_eq(weft_main(bad_opts_main, rc, NULL), 0);
+    cr_assert_eq(rc[0], -EINVAL);
+    cr_assert_eq(rc[1], -EINVAL);
+    cr_assert_eq(rc[2], -EINVAL);
+    cr_assert_eq(rc[3], -EINVAL);
+    cr_assert_eq(rc[4], WEFT_ETLS_CERT);
+    cr_assert_eq(rc[5], 0);
+    cr_assert_eq(rc[6], 0);
+    cr_assert_eq(weft_http_server_port(NULL), -EINVAL);
+    cr_assert_eq(weft_http_server_drain(NULL, 0), -EINVAL);
+}
