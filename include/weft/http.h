@@ -1,10 +1,13 @@
 /*
- * weft/http.h - an HTTP/1.1 server on weft_server: a handler per request,
+ * weft/http.h - HTTP/1.1.  A server on weft_server: a handler per request,
  * run in the connection's coroutine, with keep-alive, pipelining, HEAD,
  * Expect: 100-continue, bodies streamed both ways (Content-Length or
  * chunked), limits against slow and oversized clients, and a graceful
- * drain.  Part of weft.h, which is the one header to include; the
- * conventions at the top of weft.h hold for every function here.
+ * drain.  A client on weft_connpool (at the end of this file): any method
+ * to http:// and https:// URLs, bodies whole or streamed both ways,
+ * redirects, one deadline per exchange, and connections reused.  Part of
+ * weft.h, which is the one header to include; the conventions at the top
+ * of weft.h hold for every function here.
  *
  * A connection's coroutine reads a request head, calls the handler, sees
  * that a complete response went out (or closes the connection when one
@@ -302,6 +305,167 @@ WEFT_EXTERN int weft_http_resp_end(weft_http_resp *w, int64_t timeout_ms);
  * system stalls the loop (weft_blocking for those).  Blocks. */
 WEFT_EXTERN int weft_http_resp_sendfile(weft_http_resp *w, int status, int fd, off_t offset,
                                         size_t len, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* HTTP/1.1 client                                                           */
+
+/* A client: a pool of connections per scheme (weft_connpool, kept per loop
+ * and per host), the TLS context for https, and the rules for redirects
+ * and limits.  One client may serve every coroutine of every loop at once;
+ * a connection is only ever reused on the loop that made it.
+ *
+ * An exchange (weft_http_do) sends a request and reads the response head;
+ * the body is then read through the response (weft_http_response_read or
+ * _body), and weft_http_response_free ends the exchange.  The connection
+ * goes back to the pool as soon as the body has been read to its end (at
+ * once for a response without one), if both sides would keep it;
+ * otherwise it is closed.
+ *
+ * A request that failed on a reused connection before any byte of its
+ * response arrived (the server closed the idle connection as the request
+ * went out: RFC 9112 9.3.1) is sent again on another connection when it
+ * can be: its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
+ * DELETE) and its body, if any, was given whole, or nothing of it was
+ * written at all (the rule of Go's net/http, golang/go#22158).  A failure
+ * on a new connection is returned as it is.
+ *
+ * https URLs are verified by default: the chain against the system's
+ * store (or ca_file) and the name against the URL's host (SNI sent),
+ * with ALPN "http/1.1" offered. */
+typedef struct weft_http_client weft_http_client;
+
+typedef struct weft_http_client_opts {
+    weft_tls_ctx *tls;        /* https: a client context of your own, used as it is and
+                               * outliving the client; NULL: the client makes one
+                               * (verifying, ALPN http/1.1) */
+    const char *ca_file;      /* with tls NULL: trust the CAs in this PEM file instead
+                               * of the system's store */
+    int max_idle_per_host;    /* per loop, as weft_connpool_opts: 0 = 16 */
+    int max_per_host;         /* per loop, as weft_connpool_opts: 0 = no limit */
+    int64_t idle_timeout_ms;  /* as weft_connpool_opts: 0 = 60 s, -1 = never */
+    int max_redirects;        /* 0: a 3xx is returned as it is; n > 0: followed up to n
+                               * times (one more is -ELOOP) */
+    size_t max_header_bytes;  /* a response head: 0 = 64 KiB; more is -EMSGSIZE */
+    size_t max_headers;       /* fields of a response head: 0 = 100; more is -EMSGSIZE */
+    uint64_t max_body;        /* weft_http_response_body's limit: 0 = 64 MiB; more is
+                               * -EFBIG */
+} weft_http_client_opts;
+
+/* Makes a client as o says (NULL: all defaults).  o need not outlive the
+ * call.  Errors: -EINVAL (out NULL, a negative count, idle_timeout_ms
+ * below -1, tls not a client context), WEFT_ETLS_CERT (ca_file could not
+ * be loaded), -ENOTSUP (a build without TLS: http:// only, and tls or
+ * ca_file set), -ENOMEM.  Never blocks.  The caller frees *out with
+ * weft_http_client_free. */
+WEFT_EXTERN int weft_http_client_new(weft_http_client **out, const weft_http_client_opts *o);
+
+/* Closes the idle connections and frees c, as weft_connpool_free frees
+ * its pools (a call from any loop of the group, or any thread).  Every
+ * response must have been freed first.  NULL is a no-op. */
+WEFT_EXTERN void weft_http_client_free(weft_http_client *c);
+
+/* A request.  Zero-initialise it and set what you need. */
+typedef struct weft_http_request {
+    const char *method;          /* a token; NULL = "GET" */
+    const char *url;             /* "http://host[:port][/path][?query]" or https; host a
+                                  * name, an IPv4 address or an [IPv6] literal; no user
+                                  * info; a fragment is dropped */
+    const char *const *headers;  /* NULL, or "name", "value", ..., NULL: sent in order
+                                  * after Host.  A "Host" replaces the URL's; a
+                                  * "User-Agent" the client's ("weft"); "Connection" takes
+                                  * only "close" (the connection is not kept);
+                                  * Content-Length and Transfer-Encoding are the client's */
+    const void *body;            /* a body given whole: body_len bytes (Content-Length) */
+    size_t body_len;
+    /* Or a body streamed: body_read(body_arg, buf, n) fills buf[0..n) and
+     * returns the count, 0 at the end, or a negative error (the exchange
+     * fails with it and the connection is closed).  It runs in the caller,
+     * and may block.  body_length >= 0 is the body's length (fewer or more
+     * bytes fail the exchange with -EPROTO), -1 sends it chunked. */
+    ssize_t (*body_read)(void *body_arg, void *buf, size_t n);
+    void *body_arg;
+    int64_t body_length;
+    int64_t timeout_ms;          /* one deadline for the whole exchange: connecting,
+                                  * every redirect, the head, and the body's reads
+                                  * through the response; -1 = none (0 too) */
+} weft_http_request;
+
+/* A response, from weft_http_do to weft_http_response_free.  Its strings
+ * point into memory it owns, valid until it is freed. */
+typedef struct weft_http_response {
+    int status;                      /* 200..999 (1xx heads are skipped) */
+    int minor;                       /* HTTP/1.minor */
+    weft_http_str reason;            /* the reason phrase, maybe empty */
+    const weft_http_header *headers; /* every field line, in order */
+    size_t nheaders;
+    int64_t content_length;          /* the body's length; -1 when unknown (chunked, or
+                                      * until the close); 0 when there is none (HEAD,
+                                      * 204, 304) */
+    bool chunked;                    /* Transfer-Encoding: chunked */
+    const char *url;                 /* the URL that answered: the request's, or the
+                                      * last redirect's */
+    int redirects;                   /* redirects followed to get here */
+    bool reused;                     /* it came on a connection kept from before */
+} weft_http_response;
+
+/* Sends rq and reads the response head, following redirects if the client
+ * does (301, 302, 303: the next request is a GET without body, but HEAD
+ * stays HEAD and 301 and 302 keep methods other than POST; 307, 308: the
+ * same request, unless its body was streamed, when the 3xx is returned;
+ * the caller's Authorization, Cookie and Host fields are dropped for
+ * another host, scheme or port).  Returns 0 with
+ * *out set, whatever the status: the caller reads the body and frees *out
+ * with weft_http_response_free.  Errors (nothing is set): -EINVAL (c, rq,
+ * rq->url or out NULL; a bad URL, method, header name or value (CR, LF,
+ * NUL or another control byte but HTAB), body with body_read, a
+ * body_length below -1, a reserved header, a timeout_ms below -1),
+ * -EPROTONOSUPPORT (a scheme other than http and https, in the URL or a
+ * Location), -ENOTSUP (https in a build without TLS), -EBADMSG (a
+ * malformed response head or framing), -EMSGSIZE (a head over the limits), -EPROTO (101 Switching
+ * Protocols, a streamed body of another length than said), -ELOOP (more
+ * redirects than max_redirects; a Location that is not a URL is
+ * -EBADMSG), -ECONNRESET (the server closed before a whole head), -ETIMEDOUT
+ * (rq->timeout_ms or the coroutine's deadline), -ECANCELED, -ENOMEM, and
+ * those of weft_connpool_get (name lookup, connecting) and TLS
+ * (WEFT_ETLS_*).  Blocks; outside a coroutine it runs as weft_connpool_get
+ * does there. */
+WEFT_EXTERN int weft_http_do(weft_http_client *c, const weft_http_request *rq,
+                             weft_http_response **out);
+
+/* The value of r's first field named name (any case), or {NULL, 0}.
+ * Never blocks. */
+WEFT_EXTERN weft_http_str weft_http_response_header(const weft_http_response *r,
+                                                    const char *name);
+
+/* Reads the next bytes of r's body into buf[0..n) (a chunked body comes
+ * decoded; its trailer fields are dropped).  Returns the count (> 0), 0
+ * at the body's end (the connection then goes back to the pool, or is
+ * closed), or an error: -EBADMSG (malformed chunked framing),
+ * -ECONNRESET (the server closed before the body's end), -ETIMEDOUT
+ * (timeout_ms, or what is left of the exchange's deadline), -ECANCELED,
+ * -EINVAL (r NULL, buf NULL with n > 0), -ENOMEM, a TLS error.  After an
+ * error but -ETIMEDOUT and -ECANCELED (which leave the body to be read
+ * on), the body cannot be read on: the call returns the same error again
+ * (the connection is closed).  Returns as soon as it has any bytes.
+ * Blocks. */
+WEFT_EXTERN ssize_t weft_http_response_read(weft_http_response *r, void *buf, size_t n,
+                                            int64_t timeout_ms);
+
+/* Reads the rest of r's body into a buffer of its own: returns its length
+ * (0 included) with *out set to malloc'd memory holding the bytes and a
+ * NUL after them, which the caller frees; on failure *out is NULL.
+ * Errors: those of weft_http_response_read, -EFBIG (more than the
+ * client's max_body), -EINVAL (out NULL).  After any error the bytes read
+ * are gone and the body cannot be read on (the connection is closed).
+ * timeout_ms counts for the whole call.  Blocks. */
+WEFT_EXTERN ssize_t weft_http_response_body(weft_http_response *r, void **out,
+                                            int64_t timeout_ms);
+
+/* Ends the exchange and frees r: a connection whose body was not read to
+ * its end is closed (reading the rest could take long), else it went back
+ * to the pool already.  NULL is a no-op.  Never blocks, but for a TLS
+ * close_notify (as weft_close). */
+WEFT_EXTERN void weft_http_response_free(weft_http_response *r);
 
 #ifdef __cplusplus
 }

@@ -619,3 +619,21 @@ bool weft__http_list_has(weft__http_str value, const char *token)
     want w = {token, strlen(token)};
     return value.n && each_element(value, list_match, &w, false) != 0;
 }
+
+bool weft__http_is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!(WEFT__HTTP_CLS(*s) & WEFT__HTTP_TCHAR))
+            return false;
+    return true;
+}
+
+bool weft__http_is_value(const char *s)
+{
+    for (; *s; s++)
+        if (!(WEFT__HTTP_CLS(*s) & (WEFT__HTTP_VCHAR | WEFT__HTTP_WS)))
+            return false;
+    return true;
+}

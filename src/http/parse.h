@@ -216,6 +216,13 @@ const weft__http_header *weft__http_header_next(const weft__http_header *hs, siz
  * element equal to token, any case, whitespace around elements ignored. */
 bool weft__http_list_has(weft__http_str value, const char *token);
 
+/* Whether the C string s is a token (RFC 9110 5.6.2: a method, a field
+ * name), and whether it may be sent as a field value: visible bytes,
+ * obs-text, SP and HTAB, so no CR, LF, NUL or other control byte (header
+ * injection). */
+bool weft__http_is_token(const char *s);
+bool weft__http_is_value(const char *s);
+
 /* Byte classes of RFC 9110 5.6.2 (token), 5.5 (field value) and RFC 9112
  * 7.1.1 (quoted string), shared by parse.c and chunked.c: weft__http_cls[c]
  * is the set of classes byte c belongs to. */

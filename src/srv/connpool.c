@@ -41,6 +41,7 @@
  * goes with the last part (refs: the user's, and one per part).  The
  * loop's free hook closes what is idle and forgets what is checked out.
  */
+#include "srv/connpool.h"
 #include "net/sock.h"
 #ifdef WEFT_WITH_TLS
 #include "tls/tls.h"
@@ -129,6 +130,7 @@ struct cp_loop {
 
 struct weft_connpool {
     weft_tls_ctx *tls;
+    bool owns_tls;             /* tls goes with the pool (weft__connpool_own_tls) */
     size_t max_idle, max_open; /* max_open 0: no limit */
     int64_t idle_ns;           /* WEFT__NEVER: never */
     bool freed;                /* atomic */
@@ -693,6 +695,10 @@ static bool in_domain(const weft_connpool *p, const weft_loop *l)
 
 static void pool_destroy(weft_connpool *p)
 {
+#ifdef WEFT_WITH_TLS
+    if (p->owns_tls)
+        weft_tls_ctx_free(p->tls);
+#endif
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -1013,7 +1019,7 @@ static cp_conn *take_idle(cp_part *pt, cp_host *h)
     return NULL;
 }
 
-static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
+static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline, bool *reused)
 {
     weft_connpool *p = pt->pool;
     for (;;) {
@@ -1023,6 +1029,7 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
         if (c) {
             count(&p->reuses);
             *out = c->h;
+            *reused = true;
             return 0;
         }
         if (!p->max_open || h->open < p->max_open) {
@@ -1048,6 +1055,7 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
         if (rc == 0 && quiet(s)) {
             count(&p->reuses);
             *out = c->h;
+            *reused = true;
             return 0;
         }
         list_unlink(&h->busy, c);
@@ -1063,9 +1071,10 @@ static int get_in(cp_part *pt, cp_host *h, weft_sock **out, int64_t deadline)
     return rc;
 }
 
-int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, int port,
-                          const char *servername, int64_t timeout_ms)
+int weft__connpool_get(weft_connpool *p, weft_sock **out, const char *host, int port,
+                       const char *servername, int64_t timeout_ms, bool *reused)
 {
+    *reused = false;
     if (!p || !out || !host || port < 1 || port > 65535)
         return -EINVAL;
     if (servername && strcmp(servername, host) == 0)
@@ -1086,7 +1095,7 @@ int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, i
         return -ENOMEM;
     pt->calls++;
     h->users++;
-    rc = get_in(pt, h, out, deadline);
+    rc = get_in(pt, h, out, deadline, reused);
     h->users--;
     host_release(pt, h);
     pt->calls--;
@@ -1094,10 +1103,23 @@ int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, i
     return rc;
 }
 
+int weft_connpool_get_sni(weft_connpool *p, weft_sock **out, const char *host, int port,
+                          const char *servername, int64_t timeout_ms)
+{
+    bool reused;
+    return weft__connpool_get(p, out, host, port, servername, timeout_ms, &reused);
+}
+
+void weft__connpool_own_tls(weft_connpool *p)
+{
+    p->owns_tls = true;
+}
+
 int weft_connpool_get(weft_connpool *p, weft_sock **out, const char *host, int port,
                       int64_t timeout_ms)
 {
-    return weft_connpool_get_sni(p, out, host, port, NULL, timeout_ms);
+    bool reused;
+    return weft__connpool_get(p, out, host, port, NULL, timeout_ms, &reused);
 }
 
 /* ---- putting back, freeing --------------------------------------------------------- */
