@@ -85,6 +85,11 @@ static void handler(weft_http_req *rq, weft_http_resp *w, void *arg)
     } else if (weft_http_str_eq(rq->path, "/slow")) {
         weft_sleep(60000);
         weft_http_resp_send(w, 200, "late\n", 5, T_MS);
+    } else if (weft_http_str_eq(rq->path, "/trickle")) { /* half the body, then a pause */
+        weft_http_resp_start(w, 200, 10);
+        weft_http_resp_write(w, "12345", 5, T_MS);
+        weft_sleep(60000);
+        weft_http_resp_write(w, "67890", 5, T_MS);
     } else if (weft_http_str_eq(rq->path, "/big")) {
         static char big[200000];
         memset(big, 'b', sizeof big);
@@ -964,4 +969,44 @@ Test(http_client, https_verified, .timeout = 60)
     tls_server = true;
     copts.ca_file = cert("ca.pem");
     run(c_https);
+}
+
+/* ---- cancel -------------------------------------------------------------------------------- */
+
+static int cancel_rc[3];
+
+static void slow_get(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    weft_http_response *r;
+    const char *path = i == 0 ? "/slow" : "/trickle";
+    cancel_rc[i] = weft_http_do(cli, &(weft_http_request){.url = url(path)}, &r);
+    if (cancel_rc[i] == 0) { /* /trickle: the head is in; the body's read is cancelled */
+        char b[100];
+        ssize_t n;
+        while ((n = weft_http_response_read(r, b, sizeof b, -1)) > 0)
+            ;
+        cancel_rc[i] = (int)n;
+        weft_http_response_free(r);
+    }
+}
+
+static void c_cancel(void)
+{
+    for (int i = 0; i < 2; i++) {
+        cancel_rc[i] = 1;
+        int64_t id = weft_go(slow_get, (void *)(intptr_t)i);
+        weft_sleep(100);
+        CHECK(weft_cancel(id) == 0, "cancel %d", i);
+        CHECK(weft_join(id, T_MS) == 0, "join %d", i);
+        CHECK(cancel_rc[i] == -ECANCELED, "%d: %d", i, cancel_rc[i]);
+    }
+    char *b;
+    CHECK(get(url("/after"), &b, NULL) == 200 && strcmp(b, "GET /after") == 0, "after");
+    free(b);
+}
+
+Test(http_client, cancelled_mid_exchange, .timeout = 60)
+{
+    run(c_cancel);
 }
