@@ -5,8 +5,9 @@
  * with pauses between them (so connections sit idle on every loop), while
  * a drain from loop 2 stops the server: idle connections on every loop
  * are cancelled from there, the requests in progress complete, and
- * on_exit runs once.  Exits 0 when all is well, 1 with a message
- * otherwise.
+ * on_exit runs once.  Before that, one weft_http_client serves
+ * coroutines on every loop at once: each loop keeps and reuses its own
+ * connections.  Exits 0 when all is well, 1 with a message otherwise.
  */
 #include <weft.h>
 
@@ -14,6 +15,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -88,6 +90,35 @@ static void *client(void *arg)
     return NULL;
 }
 
+/* weft_http_client shared by every loop: GETs from two coroutines per
+ * loop, each loop's connections kept and reused on that loop. */
+static weft_http_client *cli;
+static int fetched[LOOPS], reused[LOOPS]; /* atomic */
+
+static void fetcher(void *arg)
+{
+    (void)arg;
+    char u[64];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", port);
+    for (int i = 0; i < 20; i++) {
+        weft_http_response *r;
+        int rc = weft_http_do(cli, &(weft_http_request){.url = u, .timeout_ms = 10000}, &r);
+        if (rc < 0) {
+            CHECK(0, "client GET: %s", weft_strerror(rc));
+            return;
+        }
+        void *b;
+        ssize_t n = weft_http_response_body(r, &b, -1);
+        if (n == 5 && memcmp(b, "hello", 5) == 0 && r->status == 200)
+            __atomic_add_fetch(&fetched[weft_loop_index()], 1, __ATOMIC_RELAXED);
+        if (r->reused)
+            __atomic_add_fetch(&reused[weft_loop_index()], 1, __ATOMIC_RELAXED);
+        if (n >= 0)
+            free(b);
+        weft_http_response_free(r);
+    }
+}
+
 static void drain_on_loop(void *arg)
 {
     (void)arg;
@@ -105,6 +136,18 @@ static int server_main(void *arg)
     if (rc < 0)
         return 1;
     port = weft_http_server_port(srv);
+    rc = weft_http_client_new(&cli, NULL);
+    CHECK(rc == 0, "client: %s", weft_strerror(rc));
+    if (rc == 0) {
+        int64_t ids[2 * LOOPS];
+        for (int i = 0; i < 2 * LOOPS; i++)
+            ids[i] = weft_go_on(i % LOOPS, fetcher, NULL);
+        for (int i = 0; i < 2 * LOOPS; i++)
+            weft_join(ids[i], -1);
+        weft_http_client_free(cli);
+    }
+    for (int j = 0; j < LOOPS; j++) /* what follows counts the plain clients' */
+        __atomic_store_n(&served[j], 0, __ATOMIC_RELAXED);
     pthread_t t[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
         pthread_create(&t[i], NULL, client, NULL);
@@ -134,6 +177,9 @@ int main(void)
     for (int j = 0; j < LOOPS; j++)
         CHECK(served[j] > 0, "loop %d served nothing", j);
     CHECK(__atomic_load_n(&answered, __ATOMIC_RELAXED) > 0, "no response read");
+    for (int j = 0; j < LOOPS; j++)
+        CHECK(fetched[j] == 40 && reused[j] >= 38, "client on loop %d: %d of 40 fetched, %d reused",
+              j, fetched[j], reused[j]);
     CHECK(drain_rc >= 0, "drain: %s", weft_strerror(drain_rc));
     CHECK(__atomic_load_n(&exits, __ATOMIC_SEQ_CST) == 1, "on_exit ran %d times", exits);
     weft_event_free(exited);
