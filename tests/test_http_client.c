@@ -1010,3 +1010,55 @@ Test(http_client, cancelled_mid_exchange, .timeout = 60)
 {
     run(c_cancel);
 }
+
+/* ---- trailers ------------------------------------------------------------------------------- */
+
+static const step trailers[] = {
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+     "5;ext=1\r\nhello\r\n0\r\nX-Sum: 42\r\nx-other: b\r\n\r\n",
+     S_KEEP},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", S_KEEP},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Name: x\r\n\r\n", S_KEEP},
+};
+
+static void c_trailers(void)
+{
+    script sc;
+    script_start(&sc, trailers, 3);
+    char u[100];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", sc.port);
+    weft_http_response *r;
+    int rc = weft_http_do(cli, &(weft_http_request){.url = u}, &r);
+    CHECK(rc == 0, "%d", rc);
+    if (rc < 0)
+        return;
+    CHECK(!weft_http_response_trailer(r, "X-Sum").p, "a trailer before the body's end");
+    void *b;
+    ssize_t n = weft_http_response_body(r, &b, T_MS);
+    CHECK(n == 5 && memcmp(b, "hello", 5) == 0, "body %zd", n);
+    free(b);
+    CHECK(weft_http_str_eq(weft_http_response_trailer(r, "x-sum"), "42"), "X-Sum");
+    CHECK(weft_http_str_eq(weft_http_response_trailer(r, "X-Other"), "b"), "x-other");
+    CHECK(!weft_http_response_trailer(r, "Transfer-Encoding").p, "a field is no trailer");
+    weft_http_response_free(r);
+    rc = weft_http_do(cli, &(weft_http_request){.url = u}, &r);
+    CHECK(rc == 0 && r->reused, "next on the kept connection %d", rc);
+    if (rc == 0) {
+        n = weft_http_response_body(r, &b, T_MS);
+        CHECK(n == 3 && !weft_http_response_trailer(r, "X-Sum").p, "none: %zd", n);
+        free(b);
+        weft_http_response_free(r);
+    }
+    rc = weft_http_do(cli, &(weft_http_request){.url = u}, &r);
+    CHECK(rc == 0, "%d", rc);
+    if (rc == 0) {
+        CHECK(weft_http_response_body(r, &b, T_MS) == -EBADMSG, "a bad trailer");
+        weft_http_response_free(r);
+    }
+    weft_close(sc.l);
+}
+
+Test(http_client, trailers, .timeout = 60)
+{
+    run(c_trailers);
+}

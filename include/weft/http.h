@@ -437,10 +437,16 @@ WEFT_EXTERN int weft_http_do(weft_http_client *c, const weft_http_request *rq,
 WEFT_EXTERN weft_http_str weft_http_response_header(const weft_http_response *r,
                                                     const char *name);
 
+/* The value of the first trailer field named name (any case) of r's
+ * chunked body, or {NULL, 0}: none until the body has been read to its
+ * end.  Never blocks. */
+WEFT_EXTERN weft_http_str weft_http_response_trailer(const weft_http_response *r,
+                                                     const char *name);
+
 /* Reads the next bytes of r's body into buf[0..n) (a chunked body comes
- * decoded; its trailer fields are dropped).  Returns the count (> 0), 0
- * at the body's end (the connection then goes back to the pool, or is
- * closed), or an error: -EBADMSG (malformed chunked framing),
+ * decoded; its trailer fields are kept for weft_http_response_trailer).
+ * Returns the count (> 0), 0 at the body's end (the connection then goes
+ * back to the pool, or is closed), or an error: -EBADMSG (malformed chunked framing),
  * -ECONNRESET (the server closed before the body's end), -ETIMEDOUT
  * (timeout_ms, or what is left of the exchange's deadline), -ECANCELED,
  * -EINVAL (r NULL, buf NULL with n > 0), -ENOMEM, a TLS error.  After an

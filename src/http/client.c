@@ -88,6 +88,10 @@ typedef struct hc_resp {
     int body;               /* WEFT__HTTP_BODY_* */
     uint64_t left;          /* a body of known length: bytes to go */
     weft__http_chunked ch;
+    char *tr;               /* a chunked body's trailer section, as it comes */
+    size_t trlen;
+    weft__http_header *trs; /* its fields, once the body is over (into tr) */
+    size_t ntrs;
     bool done;
     int err;     /* a read's failure, returned again */
     int64_t dl;  /* the exchange's deadline, ns */
@@ -387,6 +391,8 @@ void weft_http_response_free(weft_http_response *pub)
     free(r->raw);
     free(r->hdrs);
     free(r->url);
+    free(r->tr);
+    free(r->trs);
     free(r);
 }
 
@@ -503,6 +509,33 @@ static ssize_t fill(hc_resp *r, int64_t dl)
     return k;
 }
 
+/* Keeps the trailer section's bytes of span (the decoder bounds them). */
+static bool keep_trailer(hc_resp *r, weft__http_str span)
+{
+    if (!span.n)
+        return true;
+    char *t = weft__sys_realloc(r->tr, r->trlen + span.n);
+    if (!t)
+        return false;
+    memcpy(t + r->trlen, span.p, span.n);
+    r->tr = t;
+    r->trlen += span.n;
+    return true;
+}
+
+/* Parses the trailer section kept, at the body's end. */
+static int parse_trailers(hc_resp *r)
+{
+    if (r->trlen <= 2)
+        return 0; /* "\r\n": none */
+    size_t cap = r->ch.ntrailers ? r->ch.ntrailers : 1;
+    if (!(r->trs = weft__sys_malloc(cap * sizeof *r->trs)))
+        return -ENOMEM;
+    int error;
+    int n = weft__http_parse_fields(r->tr, r->trlen, r->trs, cap, &r->ntrs, NULL, &error);
+    return n == (int)r->trlen ? 0 : -EBADMSG;
+}
+
 static ssize_t read_chunked(hc_resp *r, char *dst, size_t n, int64_t dl)
 {
     for (;;) {
@@ -518,11 +551,16 @@ static ssize_t read_chunked(hc_resp *r, char *dst, size_t n, int64_t dl)
                 memcpy(dst, span.p, span.n);
                 return (ssize_t)span.n;
             }
+            if (st != WEFT__HTTP_CHUNK_MORE && !keep_trailer(r, span))
+                return fail(r, -ENOMEM);
             if (st == WEFT__HTTP_CHUNK_DONE) {
+                int rc = parse_trailers(r);
+                if (rc < 0)
+                    return fail(r, rc);
                 finished(r);
                 return 0;
             }
-            continue; /* framing or trailers: dropped */
+            continue; /* framing, or trailer bytes kept */
         }
         ssize_t k = fill(r, dl);
         if (k == -ETIMEDOUT || k == -ECANCELED)
@@ -530,6 +568,16 @@ static ssize_t read_chunked(hc_resp *r, char *dst, size_t n, int64_t dl)
         if (k <= 0)
             return fail(r, k == 0 ? -ECONNRESET : k);
     }
+}
+
+weft_http_str weft_http_response_trailer(const weft_http_response *pub, const char *name)
+{
+    const hc_resp *r = (const hc_resp *)pub;
+    weft_http_str none = {NULL, 0};
+    if (!r || !name)
+        return none;
+    const weft__http_header *h = weft__http_header_next(r->trs, r->ntrs, name, NULL);
+    return h ? (weft_http_str){h->value.p, h->value.n} : none;
 }
 
 ssize_t weft_http_response_read(weft_http_response *pub, void *buf, size_t n, int64_t timeout_ms)
