@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD:-build-fuzz}
 secs=${FUZZ_SECONDS:-20}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
-all="http_request http_response http_chunked http_differential addr_parse hostname"
+all="http_request http_response http_chunked http_differential addr_parse hostname url"
 targets=${*:-$all}
 
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_BUILD_FUZZ=ON \

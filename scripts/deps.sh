@@ -6,7 +6,7 @@ set -eu
 build="gcc make cmake pkg-config libssl-dev libc-ares-dev liburing-dev"
 case "${1:-build}" in
 build) pkgs="$build" ;;
-test) pkgs="$build libcriterion-dev valgrind openssl dnsmasq-base iproute2 socat curl" ;;
+test) pkgs="$build libcriterion-dev valgrind openssl dnsmasq-base iproute2 socat curl wrk nginx" ;;
 arm64) pkgs="$build gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev libhttp-parser-dev" ;;
 bench) pkgs="$build libcriterion-dev liburing-dev libuv1-dev libev-dev libevent-dev libboost-context-dev golang-go python3 linux-perf openssl dnsmasq-base nginx-light iproute2" ;;
