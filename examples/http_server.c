@@ -2,11 +2,13 @@
  * http_server.c - an HTTP/1.1 server: "hello" on GET /, and with --root the
  * files under DIR, sent with sendfile(2).
  *
- * usage: http_server PORT [THREADS] [--root DIR]
+ * usage: http_server PORT [THREADS] [--root DIR] [--cert FILE [--key FILE]]
  * Listens on 127.0.0.1:PORT with THREADS loops, one per thread (one
  * weft_http_server on all of them, SO_REUSEPORT), until SIGINT or SIGTERM;
  * then it drains: new connections are refused, idle ones close, requests
- * in progress complete (for 10 s at most), and it exits.
+ * in progress complete (for 10 s at most), and it exits.  With --cert it
+ * speaks HTTPS (ALPN "http/1.1") with that PEM certificate chain and the
+ * key in --key's file (in the certificate's file without --key).
  *
  * A path is looked up beneath DIR only: openat2(RESOLVE_BENEATH) refuses
  * ".." and symbolic links that would leave it (absolute ones included),
@@ -29,6 +31,7 @@
 
 static int root = -1; /* --root DIR, opened */
 static int port, sigfd;
+static const char *cert_file, *key_file; /* --cert, --key: HTTPS */
 
 static const char *content_type(const char *path)
 {
@@ -89,7 +92,7 @@ static int serve(void *arg)
 {
     weft_http_server *s;
     weft_http_server_opts o = {
-        .server = {.host = "127.0.0.1", .port = port},
+        .server = {.host = "127.0.0.1", .port = port, .cert_file = cert_file, .key_file = key_file},
         .handler = handle,
     };
     (void)arg;
@@ -120,6 +123,10 @@ int main(int argc, char **argv)
                 perror(argv[i]);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc) {
+            cert_file = argv[++i];
+        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            key_file = argv[++i];
         } else if (npos == 0) {
             port = atoi(argv[i]), npos++;
         } else if (npos == 1) {
@@ -128,8 +135,9 @@ int main(int argc, char **argv)
             port = 0;
         }
     }
-    if (port <= 0 || port > 65535 || threads < 1 || threads > 64) {
-        fprintf(stderr, "usage: http_server PORT [THREADS] [--root DIR]\n");
+    if (port <= 0 || port > 65535 || threads < 1 || threads > 64 || (key_file && !cert_file)) {
+        fprintf(stderr,
+                "usage: http_server PORT [THREADS] [--root DIR] [--cert FILE [--key FILE]]\n");
         return 2;
     }
     struct rlimit r; /* one descriptor per connection */
