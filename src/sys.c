@@ -8,6 +8,7 @@
 #include "weft/testing.h"
 
 #include <errno.h>
+#include <sys/sendfile.h>
 
 static __thread unsigned armed[WEFT_FAULT_KINDS];
 static __thread int armed_err[WEFT_FAULT_KINDS];
@@ -127,6 +128,16 @@ ssize_t weft__sys_recv(int fd, void *buf, size_t n, int flags)
 ssize_t weft__sys_recvmsg(int fd, struct msghdr *m, int flags)
 {
     return fail(WEFT_FAULT_RECV) ? -1 : recvmsg(fd, m, flags);
+}
+
+ssize_t weft__sys_sendfile(int out_fd, int in_fd, off_t *off, size_t n)
+{
+    return fail(WEFT_FAULT_SENDFILE) ? -1 : sendfile(out_fd, in_fd, off, n);
+}
+
+ssize_t weft__sys_pread(int fd, void *buf, size_t n, off_t off)
+{
+    return fail(WEFT_FAULT_PREAD) ? -1 : pread(fd, buf, n, off);
 }
 
 void *weft__sys_malloc(size_t n)

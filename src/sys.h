@@ -35,6 +35,8 @@ ssize_t weft__sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 int weft__sys_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags);
 int weft__sys_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t);
 int weft__sys_socketpair(int domain, int type, int proto, int sv[2]);
+ssize_t weft__sys_sendfile(int out_fd, int in_fd, off_t *off, size_t n);
+ssize_t weft__sys_pread(int fd, void *buf, size_t n, off_t off);
 void *weft__sys_malloc(size_t n);
 void *weft__sys_calloc(size_t n, size_t size);
 void *weft__sys_realloc(void *p, size_t n);
@@ -58,6 +60,8 @@ int weft__sys_fail(int kind);
 #define weft__sys_sendmmsg sendmmsg
 #define weft__sys_recvmmsg recvmmsg
 #define weft__sys_socketpair socketpair
+#define weft__sys_sendfile sendfile
+#define weft__sys_pread pread
 #define weft__sys_malloc malloc
 #define weft__sys_calloc calloc
 #define weft__sys_realloc realloc

@@ -46,9 +46,9 @@ static void clear_faults(void)
 
 static const char *kind_name(weft_fault_kind k)
 {
-    static const char *names[] = {"SOCKET", "ACCEPT", "CONNECT", "BIND", "LISTEN",
-                                  "SEND",   "RECV",   "MALLOC",  "MMAP"};
-    return (unsigned)k < WEFT_FAULT_KINDS ? names[k] : "?";
+    static const char *names[] = {"SOCKET", "ACCEPT", "CONNECT", "BIND", "LISTEN",   "SEND",
+                                  "RECV",   "MALLOC", "MMAP",    "RING", "SENDFILE", "PREAD"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
 /* Scenarios run inside a coroutine can't assert: they log each check here

@@ -3,15 +3,17 @@
  * clients on loopback: a GET, keep-alive, 100 pipelined requests, HEAD,
  * bodies of known length and chunked both ways (16 MiB each way,
  * byte-exact), Expect: 100-continue, every smuggling payload of
- * RELIABILITY #76, each limit (414, 431, 413, memory bounded), the header
- * and idle timeouts, drain (in-flight requests complete, idle connections
- * close at once, on one loop and across two), handlers that answer
+ * RELIABILITY #76, each limit (414, 431, 413, memory bounded), requests
+ * per connection (max_requests), the header and idle timeouts, 50
+ * slowloris connections beside a normal client, drain (in-flight requests
+ * complete, idle connections close at once, on one loop and across two;
+ * under keep-alive load, no request lost or cut), handlers that answer
  * nothing or half, clients resetting mid-response, 200 idle connections,
- * misuse of the response calls, sendfile, HTTP/1.0, and curl (plain and
- * TLS with ALPN) when it is installed.
+ * misuse of the response calls, sendfile (and sendfile and pread failing),
+ * HTTP/1.0, and curl (plain and TLS with ALPN) when it is installed.
  *
  * The server and its clients run as coroutines of one loop (two for the
- * cross-loop drain); results are recorded as they come and asserted on
+ * cross-loop drains); results are recorded as they come and asserted on
  * the main stack once weft_main has returned.
  */
 #include "helpers.h"
@@ -92,6 +94,8 @@ typedef struct T {
     int exits;
     const char *file; /* served by /file */
     size_t file_len;
+    int threads;          /* loops to run on: 0 for one */
+    int load_handled[16]; /* atomic: /load/<id>/... requests the handler ran, per id */
 } T;
 
 static T t_;
@@ -154,10 +158,58 @@ static void misuse(T *t, int rc)
         t->misuse[t->nmisuse++] = rc;
 }
 
+/* The body of /load/<id>/<seq>: its length and bytes follow from both,
+ * so that a client can tell its own response, whole, from any other. */
+static size_t load_len(int id, int seq)
+{
+    return 100 + (size_t)(seq % 7) * 5000 + (size_t)id;
+}
+
+static uint64_t load_seed(int id, int seq)
+{
+    return (uint64_t)id << 32 | (uint64_t)seq;
+}
+
+/* /load/<id>/<seq>: reads a body (if any), waits a little, and answers in
+ * two writes with a wait between, so that a drain finds requests at every
+ * step of their handling. */
+static void load_handler(T *t, weft_http_req *r, weft_http_resp *w)
+{
+    char p[64];
+    int id = -1, seq = -1;
+    if (r->path.n < sizeof p) {
+        memcpy(p, r->path.p, r->path.n);
+        p[r->path.n] = '\0';
+        sscanf(p, "/load/%d/%d", &id, &seq);
+    }
+    if (id < 0 || id >= 16 || seq < 0) {
+        weft_http_resp_send(w, 400, "bad", 3, T_MS);
+        return;
+    }
+    __atomic_add_fetch(&t->load_handled[id], 1, __ATOMIC_SEQ_CST);
+    void *body = NULL;
+    ssize_t n = weft_http_req_body(r, &body, T_MS);
+    free(body);
+    if (n != (ssize_t)(r->content_length > 0 ? r->content_length : 0)) {
+        weft_http_resp_send(w, 400, "body", 4, T_MS);
+        return;
+    }
+    weft_sleep(seq % 3);
+    size_t len = load_len(id, seq), half = len / 2;
+    unsigned char *b = malloc(len);
+    fill_at(b, 0, len, load_seed(id, seq));
+    weft_http_resp_start(w, 200, (int64_t)len);
+    if (weft_http_resp_write(w, b, half, T_MS) == (ssize_t)half) {
+        weft_sleep(1);
+        weft_http_resp_write(w, b + half, len - half, T_MS);
+    }
+    free(b);
+}
+
 static void handler(weft_http_req *r, weft_http_resp *w, void *arg)
 {
     T *t = arg;
-    t->requests++;
+    __atomic_add_fetch(&t->requests, 1, __ATOMIC_SEQ_CST); /* handlers on two loops, for some */
     if (path_is(r, "/") || path_is(r, "/hello")) {
         weft_http_resp_header(w, "Content-Type", "text/plain");
         weft_http_resp_send(w, 200, "hello", 5, T_MS);
@@ -259,6 +311,8 @@ static void handler(weft_http_req *r, weft_http_resp *w, void *arg)
         misuse(t, weft_http_resp_end(w, T_MS));
         misuse(t, (int)weft_http_resp_write(w, "x", 1, T_MS));
         misuse(t, weft_http_resp_send(w, 200, "x", 1, T_MS));
+    } else if (path_starts(r, "/load/")) {
+        load_handler(t, r, w);
     } else if (path_starts(r, "/info")) {
         /* What the server parsed, as text. */
         char out[512];
@@ -301,7 +355,8 @@ static int run_main(void *arg)
 static void run(T *t)
 {
     int fds = count_fds();
-    cr_assert_eq(weft_main(run_main, t, NULL), 0);
+    weft_config cfg = {.threads = t->threads};
+    cr_assert_eq(weft_main(run_main, t, t->threads ? &cfg : NULL), 0);
     cr_assert_eq(t->start_rc, 0, "start: %s", weft_err_name(t->start_rc));
     cr_assert(!failed, "%s", failmsg);
     cr_assert_eq(t->exits, 1, "on_exit ran %d times", t->exits);
@@ -591,6 +646,89 @@ Test(http_server, keepalive_reuse, .timeout = 60)
     t_.client = keepalive;
     run(&t_);
     cr_assert_eq(t_.requests, 4);
+}
+
+/* Reads the answers to /n/<first>.. /n/<last> in order; the last one
+ * alone says Connection: close when close_last. */
+static void read_numbered(cli *c, int first, int last, bool close_last)
+{
+    for (int i = first; i <= last && !failed; i++) {
+        hresp r;
+        char want[16];
+        int len = sprintf(want, "%d", i);
+        CHECK(read_resp(c, &r, false) == 0, "response %d", i);
+        CHECK(r.status == 200 && r.blen == (size_t)len && memcmp(r.body, want, (size_t)len) == 0,
+              "response %d: %.*s", i, (int)r.blen, r.body);
+        CHECK(r.close == (close_last && i == last), "response %d: %s", i, r.head);
+        hresp_free(&r);
+    }
+}
+
+/* max_requests 3: three requests one after the other on a connection, the
+ * third answered with Connection: close and then the close; four
+ * pipelined at once: three answered, the fourth never read (the handler
+ * does not see it). */
+static void max_requests(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    for (int i = 1; i <= 3 && !failed; i++) {
+        CHECK(cli_sends(&c, GET("/hello")) == 0, "send %d", i);
+        CHECK(read_resp(&c, &r, false) == 0 && r.status == 200 && r.blen == 5, "read %d", i);
+        CHECK(r.close == (i == 3), "response %d: %s", i, r.head);
+        hresp_free(&r);
+    }
+    CHECK(cli_closed(&c, T_MS) == 1, "no close after the third response");
+    cli_close(&c);
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/n/1") GET("/n/2") GET("/n/3") GET("/n/4")) == 0, "s");
+    read_numbered(&c, 1, 3, true);
+    CHECK(cli_closed(&c, T_MS) == 1, "an answer to the fourth, or no close");
+    cli_close(&c);
+}
+
+Test(http_server, max_requests, .timeout = 60)
+{
+    t_.o.max_requests = 3;
+    t_.client = max_requests;
+    run(&t_);
+    cr_assert_eq(t_.requests, 6);
+}
+
+/* 1001 requests pipelined on one connection: by default the 1000th is the
+ * last served; with max_requests -1 all are, and the connection stays. */
+static void max_requests_default(T *t)
+{
+    enum { N = 1001 };
+    char *all = malloc(N * 40);
+    size_t n = 0;
+    for (int i = 1; i <= N; i++)
+        n += (size_t)sprintf(all + n, "GET /n/%d HTTP/1.1\r\nHost: a\r\n\r\n", i);
+    cli c;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_send(&c, all, n) == 0, "one write");
+    if (t->o.max_requests == -1) {
+        read_numbered(&c, 1, N, false);
+        CHECK(cli_closed(&c, 200) == -ETIMEDOUT, "closed with no limit");
+    } else {
+        read_numbered(&c, 1, 1000, true);
+        CHECK(cli_closed(&c, T_MS) == 1, "an answer past the 1000th, or no close");
+    }
+    cli_close(&c);
+    free(all);
+}
+
+Test(http_server, max_requests_default_and_none, .timeout = 60)
+{
+    t_.client = max_requests_default;
+    run(&t_);
+    cr_assert_eq(t_.requests, 1000);
+    setup();
+    t_.o.max_requests = -1;
+    t_.client = max_requests_default;
+    run(&t_);
+    cr_assert_eq(t_.requests, 1001);
 }
 
 static void pipelined(T *t)
@@ -1128,6 +1266,94 @@ Test(http_server, header_timeout, .timeout = 60)
     run(&t_);
 }
 
+/* Slowloris: a head a byte at a time, every 100 ms, never whole. */
+static void trickle_client(void *arg)
+{
+    timed *x = arg;
+    char head[256];
+    int n =
+        snprintf(head, sizeof head, "GET /hello HTTP/1.1\r\nHost: a\r\nX-Pad: %0180d\r\n\r\n", 0);
+    cli c;
+    hresp r = {0};
+    int64_t t0 = mono_ms();
+    CHECK(cli_open(&c, x->t->port) == 0, "connect");
+    ssize_t got = -ETIMEDOUT;
+    for (int i = 0; i < n && got == -ETIMEDOUT; i++) {
+        if (cli_send(&c, head + i, 1) < 0)
+            break; /* refused: what came before it is read below */
+        got = cli_fill(&c, 100);
+    }
+    if (c.len > c.off && read_resp(&c, &r, false) == 0) {
+        x->status = r.status;
+        x->closed = r.close ? cli_closed(&c, T_MS) : 0;
+    } else {
+        x->closed = cli_closed(&c, T_MS); /* or closed without a word */
+    }
+    x->at = mono_ms() - t0;
+    hresp_free(&r);
+    cli_close(&c);
+    x->done = true;
+}
+
+/* 50 slowloris connections while a client makes requests, on new
+ * connections and on one kept alive: every normal request is answered
+ * (while the slow connections are still open), and each slow one gets 408
+ * and the close once header_timeout_ms has passed. */
+static void slowloris(T *t)
+{
+    enum { SLOW = 50 };
+    timed x[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        x[i] = (timed){.t = t};
+        weft_go(trickle_client, &x[i]);
+    }
+    weft_sleep(20);
+    cli k;
+    CHECK(cli_open(&k, t->port) == 0, "connect");
+    int normal = 0, before_first_slow = 0;
+    bool all = false;
+    for (int w = 0; !all && !failed && w < 2 * T_MS; w += 10) {
+        hresp r = {0};
+        int rc; /* on a new connection, and on the one kept alive, in turn */
+        if (normal % 2)
+            rc = fetch(t, GET("/hello"), &r, false);
+        else if ((rc = cli_sends(&k, GET("/hello"))) == 0)
+            rc = read_resp(&k, &r, false);
+        CHECK(rc == 0 && r.status == 200 && r.blen == 5, "request %d: %s", normal,
+              weft_err_name(rc));
+        hresp_free(&r);
+        normal++;
+        all = true;
+        bool any = false;
+        for (int i = 0; i < SLOW; i++) {
+            all = all && x[i].done;
+            any = any || x[i].done;
+        }
+        if (!any)
+            before_first_slow = normal;
+        weft_sleep(10);
+    }
+    cli_close(&k);
+    CHECK(all, "slow connections still open");
+    CHECK(before_first_slow > 0, "no request answered while the slow connections were open");
+    for (int i = 0; i < SLOW; i++)
+        CHECK(x[i].status == 408 && x[i].closed == 1 && x[i].at >= 400,
+              "slow %d: %d, closed %d, after %lld ms", i, x[i].status, x[i].closed,
+              (long long)x[i].at);
+    WAIT_UNTIL(weft_http_server_conn_count(t->srv) == 0, T_MS);
+    CHECK(weft_http_server_conn_count(t->srv) == 0, "%zu connections left",
+          weft_http_server_conn_count(t->srv));
+    cr_log_info("slowloris: %d normal requests, %d before the first 408", normal,
+                before_first_slow);
+}
+
+Test(http_server, slowloris_50, .timeout = 60)
+{
+    t_.o.header_timeout_ms = 500;
+    t_.client = slowloris;
+    run(&t_);
+}
+
 static void idle_timeout(T *t)
 {
     cli c;
@@ -1286,6 +1512,188 @@ Test(http_server, drain_two_loops, .timeout = 60)
     cr_assert_eq(t_.drain_rc, 0);
     cr_assert_eq(t_.exits, 1);
     cr_assert_eq(count_fds(), fds);
+}
+
+/* ---- drain under load -------------------------------------------------------------------- */
+
+enum { LOADERS = 12 };
+
+/* One client's count of what became of its requests. */
+typedef struct loader {
+    T *t;
+    int id;
+    bool stop; /* a hang guard: set by the test if the drain never ends them */
+    bool done;
+    int sent;      /* requests whose bytes all went out */
+    int unsent;    /* the connection failed before they were sent whole */
+    int complete;  /* answered whole and right */
+    int not_begun; /* the connection closed before any byte of their answer */
+    int cut;       /* some of an answer, then the close: never allowed */
+    int wrong;     /* an answer not whole or not theirs: never allowed */
+    int closes;    /* answers that said Connection: close */
+    int conns, refused;
+    int last_err;
+} loader;
+
+/* Reads the answer to /load/<id>/<seq> and sorts it.  Returns whether the
+ * connection goes on. */
+static bool load_answer(loader *x, cli *c, int seq)
+{
+    hresp r;
+    int rc = read_resp(c, &r, false);
+    bool go_on = false;
+    if (rc == 0) {
+        size_t len = load_len(x->id, seq);
+        if (r.status == 200 && r.blen == len && is_pattern(r.body, len, load_seed(x->id, seq))) {
+            x->complete++;
+        } else {
+            x->wrong++;
+            x->last_err = r.status;
+        }
+        if (r.close) {
+            x->closes++;
+            if (cli_closed(c, T_MS) != 1)
+                x->wrong++; /* said close, did not */
+        } else {
+            go_on = true;
+        }
+    } else if (!r.head && c->off == c->len && (rc == -ENODATA || rc == -ECONNRESET)) {
+        x->not_begun++; /* the client would send it again (RFC 9112 9.3.1) */
+    } else {
+        x->cut++;
+        x->last_err = rc;
+    }
+    hresp_free(&r);
+    return go_on;
+}
+
+/* Keep-alive requests one after the other, as fast as they are answered,
+ * on a new connection whenever the server closes one, until a connect is
+ * refused.  Every third client pipelines two requests at a time; every
+ * third sends a body with each. */
+static void load_client(void *arg)
+{
+    loader *x = arg;
+    int seq = 0;
+    static char pad[20000];
+    while (!x->stop) {
+        cli c;
+        int rc = cli_open(&c, x->t->port);
+        if (rc < 0) {
+            x->refused++;
+            x->last_err = rc;
+            cli_close(&c);
+            break;
+        }
+        x->conns++;
+        bool go_on = true;
+        while (go_on && !x->stop) {
+            int k = x->id % 3 == 0 ? 2 : 1;
+            bool body = x->id % 3 == 1;
+            char req[160];
+            size_t n = 0;
+            for (int i = 0; i < k; i++)
+                n += (size_t)snprintf(req + n, sizeof req - n,
+                                      "%s /load/%d/%d HTTP/1.1\r\nHost: a\r\n"
+                                      "Content-Length: %zu\r\n\r\n",
+                                      body ? "POST" : "GET", x->id, seq + i, body ? sizeof pad : 0);
+            if (cli_send(&c, req, n) < 0 || (body && cli_send(&c, pad, sizeof pad) < 0)) {
+                /* Closed under the request (the server closed it idle, or
+                 * refused it at the drain): never sent whole. */
+                x->unsent += k;
+                break;
+            }
+            x->sent += k;
+            for (int i = 0; i < k; i++) {
+                if (!go_on) {
+                    /* The first said close: the second, never read, gets
+                     * no answer. */
+                    if (cli_closed(&c, T_MS) == 1)
+                        x->not_begun++;
+                    else
+                        x->wrong++;
+                    break;
+                }
+                go_on = load_answer(x, &c, seq + i);
+            }
+            seq += k;
+        }
+        cli_close(&c);
+    }
+    x->done = true;
+}
+
+static bool loaders_done(const loader *x)
+{
+    for (int i = 0; i < LOADERS; i++)
+        if (!x[i].done)
+            return false;
+    return true;
+}
+
+/* Clients busy with keep-alive requests while the server drains: every
+ * request the handler ran was answered whole and right, and the client
+ * saw it; the others found the connection closed before any byte of an
+ * answer; none was cut short; the drain cancelled nothing. */
+static void drain_load(T *t)
+{
+    loader x[LOADERS];
+    for (int i = 0; i < LOADERS; i++) {
+        x[i] = (loader){.t = t, .id = i};
+        weft_go(load_client, &x[i]);
+    }
+    int total = 0;
+    for (int w = 0; w < T_MS && total < 300; w += 5) {
+        weft_sleep(5);
+        total = 0;
+        for (int i = 0; i < LOADERS; i++)
+            total += x[i].complete;
+    }
+    CHECK(total >= 300, "only %d answers before the drain", total);
+    t->drain_rc = weft_http_server_drain(t->srv, 2 * T_MS);
+    WAIT_UNTIL(loaders_done(x), 2 * T_MS);
+    CHECK(loaders_done(x), "clients still going after the drain");
+    for (int i = 0; i < LOADERS; i++)
+        x[i].stop = true;
+    WAIT_UNTIL(loaders_done(x), 3 * T_MS); /* x is on this stack */
+    int answered = 0, unsent = 0, not_begun = 0, closes = 0;
+    for (int i = 0; i < LOADERS; i++) {
+        loader *l = &x[i];
+        int handled = __atomic_load_n(&t->load_handled[i], __ATOMIC_SEQ_CST);
+        CHECK(l->cut == 0 && l->wrong == 0, "client %d: %d cut, %d wrong (last %d)", i, l->cut,
+              l->wrong, l->last_err);
+        CHECK(l->complete == handled, "client %d: %d requests handled, %d answered", i, handled,
+              l->complete);
+        CHECK(l->complete + l->not_begun == l->sent,
+              "client %d: sent %d, %d answered, %d not begun", i, l->sent, l->complete,
+              l->not_begun);
+        CHECK(l->refused == 1, "client %d: not refused at the end (%s)", i,
+              weft_err_name(l->last_err));
+        CHECK(l->complete > 0, "client %d: nothing answered", i);
+        answered += l->complete;
+        unsent += l->unsent;
+        not_begun += l->not_begun;
+        closes += l->closes;
+    }
+    cr_log_info("drain under load: %d answered whole (%d before the drain, %d with "
+                "Connection: close), %d not begun, %d not sent whole",
+                answered, total, closes, not_begun, unsent);
+}
+
+Test(http_server, drain_under_load, .timeout = 120)
+{
+    t_.no_drain = true;
+    t_.client = drain_load;
+    run(&t_);
+}
+
+/* The same with the server on two loops (the clients on the first). */
+Test(http_server, drain_under_load_two_loops, .timeout = 120)
+{
+    t_.no_drain = true;
+    t_.threads = 2;
+    t_.client = drain_load;
+    run(&t_);
 }
 
 /* ---- handlers that answer nothing, or half ------------------------------------------- */
@@ -1522,6 +1930,75 @@ Test(http_server, sendfile, .timeout = 60)
     cr_assert_eq(t_.misuse[1], 0);
 }
 
+/* sendfile(2) and pread(2) failing through the fault seam, at the start
+ * of the body and in its middle: the handler sees the error, the client
+ * the head, a true prefix of the body and the close (never a hang); and
+ * sendfile's EINVAL or ENOSYS before any byte is a fallback to pread and
+ * send, which sends the whole file. */
+enum { WHOLE = -1, SHORT = -2 };
+
+static const struct file_fault {
+    unsigned sf_nth, pr_nth; /* which sendfile and pread calls fail (0: none) */
+    int sf_err, pr_err;
+    int want_rc;    /* what the handler's weft_http_resp_sendfile returns */
+    long want_body; /* bytes the client gets: WHOLE, SHORT (0 < n < all), or n */
+} file_faults[] = {
+    {1, 0, EIO, 0, -EIO, 0},              /* sendfile fails at once */
+    {2, 0, EIO, 0, -EIO, SHORT},          /* ... in the middle of the body */
+    {1, 0, EINVAL, 0, 0, WHOLE},          /* cannot sendfile from it: copied */
+    {1, 0, ENOSYS, 0, 0, WHOLE},          /* no sendfile: copied */
+    {2, 0, EINVAL, 0, -EINVAL, SHORT},    /* after bytes went: no fallback */
+    {1, 1, EINVAL, EIO, -EIO, 0},         /* copied, and the first read fails */
+    {1, 3, EINVAL, EIO, -EIO, 2 * 65536}, /* ... the third read (64 KiB each) */
+};
+
+static void file_fault_client(T *t)
+{
+    size_t n = sizeof file_faults / sizeof file_faults[0];
+    for (size_t i = 0; i < n && !failed; i++) {
+        const struct file_fault *f = &file_faults[i];
+        weft_fault_clear();
+        weft_fault_set(WEFT_FAULT_SENDFILE, f->sf_nth, f->sf_err);
+        weft_fault_set(WEFT_FAULT_PREAD, f->pr_nth, f->pr_err);
+        hresp r;
+        int rc = fetch(t, GET("/file"), &r, false);
+        unsigned long fired = weft_fault_fired(), preads = weft_fault_calls(WEFT_FAULT_PREAD);
+        weft_fault_clear();
+        CHECK(fired == (f->pr_nth ? 2u : 1u), "case %zu: %lu faults fired", i, fired);
+        CHECK(r.head && r.status == 200 && r.cl == (long long)t->file_len, "case %zu: %s", i,
+              r.head ? r.head : weft_err_name(rc));
+        CHECK(is_pattern(r.body, r.blen, 5), "case %zu: the bytes received differ", i);
+        if (f->want_body == WHOLE) {
+            CHECK(rc == 0 && r.blen == t->file_len, "case %zu: %s, %zu bytes", i, weft_err_name(rc),
+                  r.blen);
+            CHECK(preads > 0, "case %zu: not copied", i);
+        } else {
+            /* The close, before the length the head promised. */
+            CHECK(rc == -ENODATA, "case %zu: %s", i, weft_err_name(rc));
+            if (f->want_body == SHORT)
+                CHECK(r.blen > 0 && r.blen < t->file_len, "case %zu: %zu bytes", i, r.blen);
+            else
+                CHECK(r.blen == (size_t)f->want_body, "case %zu: %zu bytes", i, r.blen);
+        }
+        CHECK(t->misuse[i] == f->want_rc, "case %zu: sendfile returned %s", i,
+              weft_err_name(t->misuse[i]));
+        hresp_free(&r);
+        rc = fetch(t, GET("/hello"), &r, false);
+        CHECK(rc == 0 && r.status == 200, "after case %zu: %s", i, weft_err_name(rc));
+        hresp_free(&r);
+    }
+}
+
+Test(http_server, sendfile_faults, .timeout = 60)
+{
+    /* Larger than the socket's buffers: the first sendfile sends part. */
+    make_file(&t_, 8 << 20);
+    t_.client = file_fault_client;
+    run(&t_);
+    remove_file(&t_);
+    cr_assert_eq(t_.nmisuse, (int)(sizeof file_faults / sizeof file_faults[0]));
+}
+
 /* ---- curl ---------------------------------------------------------------------------------- */
 
 typedef struct shell {
@@ -1716,6 +2193,9 @@ static int bad_opts_main(void *arg)
     o.server.cert_file = "/nonexistent/cert.pem";
     rc[4] = weft_http_server_start(&s, &o);
     o.server.cert_file = NULL;
+    o.max_requests = -2;
+    rc[7] = weft_http_server_start(&s, &o);
+    o.max_requests = 0;
     rc[5] = weft_http_server_start(&s, &o);
     if (rc[5] == 0) {
         rc[6] = weft_http_server_port(s) > 0 ? 0 : -1;
@@ -1739,6 +2219,7 @@ Test(http_server, bad_options, .timeout = 60)
     cr_assert_eq(rc[4], WEFT_ETLS_CERT);
     cr_assert_eq(rc[5], 0);
     cr_assert_eq(rc[6], 0);
+    cr_assert_eq(rc[7], -EINVAL, "max_requests -2: %s", weft_err_name(rc[7]));
     cr_assert_eq(weft_http_server_port(NULL), -EINVAL);
     cr_assert_eq(weft_http_server_drain(NULL, 0), -EINVAL);
 }

@@ -48,7 +48,8 @@
  * (HTTP/1.0 clients get a body of unknown length unframed, ended by the
  * close).  It says "Connection: close" when the server closes after it:
  * the client asked for that (or is HTTP/1.0 without keep-alive), the
- * handler did, the body is unframed, or the server is draining.
+ * handler did, the body is unframed, the request is the last that
+ * max_requests allows on the connection, or the server is draining.
  */
 #ifndef WEFT_H_HTTP
 #define WEFT_H_HTTP
@@ -151,6 +152,13 @@ typedef struct weft_http_server_opts {
     int64_t send_timeout_ms;   /* 60 s: the most any one send call of a
                                 * response waits (a client that stops
                                 * reading), whatever the handler's timeout */
+    /* Requests served on one connection (nginx's keepalive_requests): 0 =
+     * 1000, -1 = no limit.  The response to the last says "Connection:
+     * close" and the connection closes after it (requests the client
+     * pipelined past it are not read: it sends them again on a new
+     * connection).  Bounds what one connection holds of a loop's time
+     * and lets load spread again over the loops. */
+    int64_t max_requests;
 } weft_http_server_opts;
 
 typedef struct weft_http_server weft_http_server;
@@ -160,10 +168,10 @@ typedef struct weft_http_server weft_http_server;
  * outlive the call.  On several loops (weft_config.threads) it serves on
  * every loop, as weft_server does.  Returns 0 with *out set (the server
  * listens), or -EINVAL (out, o or o->handler NULL; o->server.on_conn or
- * o->server.arg set; a timeout below -1), the errors of weft_tls_ctx_new
- * for a context made from cert_file (WEFT_ETLS_CERT), -ENOMEM, and those
- * of weft_server_start.  Blocks as weft_server_start does.  The caller
- * frees *out with weft_http_server_free. */
+ * o->server.arg set; a timeout or max_requests below -1), the errors of
+ * weft_tls_ctx_new for a context made from cert_file (WEFT_ETLS_CERT),
+ * -ENOMEM, and those of weft_server_start.  Blocks as weft_server_start
+ * does.  The caller frees *out with weft_http_server_free. */
 WEFT_EXTERN int weft_http_server_start(weft_http_server **out, const weft_http_server_opts *o);
 
 /* The port it listens on (the one chosen for port 0); 0 for a unix

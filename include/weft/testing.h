@@ -16,19 +16,21 @@ extern "C" {
 #endif
 
 typedef enum weft_fault_kind {
-    WEFT_FAULT_SOCKET,  /* socket(), socketpair() */
-    WEFT_FAULT_ACCEPT,  /* accept4() */
-    WEFT_FAULT_CONNECT, /* connect() */
-    WEFT_FAULT_BIND,    /* bind() */
-    WEFT_FAULT_LISTEN,  /* listen() */
-    WEFT_FAULT_SEND,    /* send(), sendmsg(), sendto(), sendmmsg() */
-    WEFT_FAULT_RECV,    /* recv(), recvmsg(), recvfrom(), recvmmsg() */
-    WEFT_FAULT_MALLOC,  /* malloc(), calloc(), realloc() */
-    WEFT_FAULT_MMAP,    /* mmap() of coroutine stacks */
-    WEFT_FAULT_RING,    /* io_uring: setting a ring up; room for a submission (the
-                         * operation is then done with a syscall, as on epoll).  An
-                         * operation the ring carries out counts as a call of its
-                         * kind (SEND, RECV) and fails before it is submitted */
+    WEFT_FAULT_SOCKET,   /* socket(), socketpair() */
+    WEFT_FAULT_ACCEPT,   /* accept4() */
+    WEFT_FAULT_CONNECT,  /* connect() */
+    WEFT_FAULT_BIND,     /* bind() */
+    WEFT_FAULT_LISTEN,   /* listen() */
+    WEFT_FAULT_SEND,     /* send(), sendmsg(), sendto(), sendmmsg() */
+    WEFT_FAULT_RECV,     /* recv(), recvmsg(), recvfrom(), recvmmsg() */
+    WEFT_FAULT_MALLOC,   /* malloc(), calloc(), realloc() */
+    WEFT_FAULT_MMAP,     /* mmap() of coroutine stacks */
+    WEFT_FAULT_RING,     /* io_uring: setting a ring up; room for a submission (the
+                          * operation is then done with a syscall, as on epoll).  An
+                          * operation the ring carries out counts as a call of its
+                          * kind (SEND, RECV) and fails before it is submitted */
+    WEFT_FAULT_SENDFILE, /* sendfile() of a file to a socket */
+    WEFT_FAULT_PREAD,    /* pread() of a file */
     WEFT_FAULT_KINDS
 } weft_fault_kind;
 

@@ -56,6 +56,7 @@
 #define DEF_IDLE_MS 60000
 #define DEF_BODY_MS 60000
 #define DEF_SEND_MS 60000
+#define DEF_MAX_REQUESTS 1000       /* nginx's keepalive_requests */
 #define LIMIT_CAP ((size_t)1 << 30) /* the parser's own clamp */
 
 /* A response's progress. */
@@ -93,6 +94,7 @@ struct weft_http_server {
     size_t buf_max; /* the most a buffer grows to for a head */
     uint64_t max_body;
     int64_t header_ms, idle_ms, body_ms, send_ms; /* -1: none */
+    int64_t max_requests;                         /* per connection; -1: none */
     bool tls;
     weft_tls_ctx *own_tls; /* made from cert_file, freed with the server */
     weft_loop *loop;       /* the starting loop */
@@ -109,6 +111,7 @@ struct hs_conn {
     hs_shard *shard;
     weft_sock *sock;
     int64_t co;
+    int64_t served;    /* requests read on it, the current one included */
     bool idle, killed; /* under shard->lock */
     hs_conn *next, *prev;
     char *buf; /* unprocessed bytes: buf[off..len) */
@@ -390,7 +393,9 @@ static int send_status(hs_conn *c, int status, bool is_head, int minor)
 /* Whether the connection closes after r's response (c->close). */
 static void decide_close(hs_conn *c, hs_req *r, bool user_close)
 {
-    if (user_close || !r->pub.keep_alive || r->err || draining(c->hs))
+    int64_t max = c->hs->max_requests;
+    if (user_close || !r->pub.keep_alive || r->err || draining(c->hs) ||
+        (max > 0 && c->served >= max))
         c->close = true;
     /* A client waiting for 100 Continue that never came may never send
      * the body, and its next request would then be read as that body. */
@@ -463,31 +468,13 @@ static int begin(weft_http_resp *w, int status, int64_t length)
     return 0;
 }
 
-static bool is_token(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!(WEFT__HTTP_CLS(*s) & WEFT__HTTP_TCHAR))
-            return false;
-    return true;
-}
-
-static bool is_value(const char *s)
-{
-    for (; *s; s++)
-        if (!(WEFT__HTTP_CLS(*s) & (WEFT__HTTP_VCHAR | WEFT__HTTP_WS)))
-            return false;
-    return true;
-}
-
 int weft_http_resp_header(weft_http_resp *w, const char *name, const char *value)
 {
     if (!w || !name || !value)
         return -EINVAL;
     if (w->state != R_NONE)
         return -EALREADY;
-    if (!is_token(name) || !is_value(value))
+    if (!weft__http_is_token(name) || !weft__http_is_value(value))
         return -EINVAL;
     size_t nl = strlen(name), vl = strlen(value);
     if (name_is(name, nl, "content-length") || name_is(name, nl, "transfer-encoding"))
@@ -635,7 +622,8 @@ static int file_by_kernel(hs_conn *c, int fd, off_t off, size_t len, int64_t dl,
         return sfd;
     while (*done < len) {
         size_t want = len - *done;
-        ssize_t n = sendfile(sfd, fd, &off, want > ((size_t)1 << 30) ? (size_t)1 << 30 : want);
+        ssize_t n =
+            weft__sys_sendfile(sfd, fd, &off, want > ((size_t)1 << 30) ? (size_t)1 << 30 : want);
         if (n > 0) {
             *done += (size_t)n;
             continue;
@@ -667,7 +655,7 @@ static int file_by_copy(hs_conn *c, int fd, off_t off, size_t len, int64_t dl)
         return -ENOMEM;
     int rc = 0;
     while (len > 0) {
-        ssize_t n = pread(fd, b, len < bsize ? len : bsize, off);
+        ssize_t n = weft__sys_pread(fd, b, len < bsize ? len : bsize, off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -1126,6 +1114,7 @@ static bool serve(hs_conn *c, weft__http_request *pr, size_t hlen, bool *linger)
     c->off += hlen;
     c->floor = c->off;
     c->close = false;
+    c->served++;
 
     if (pr->body == WEFT__HTTP_BODY_LENGTH && pr->content_length > hs->max_body) {
         /* Refused before the handler, and before any 100 Continue. */
@@ -1291,7 +1280,7 @@ int weft_http_server_start(weft_http_server **out, const weft_http_server_opts *
 {
     if (!out || !o || !o->handler || o->server.on_conn || o->server.arg ||
         o->header_timeout_ms < -1 || o->idle_timeout_ms < -1 || o->body_timeout_ms < -1 ||
-        o->send_timeout_ms < -1)
+        o->send_timeout_ms < -1 || o->max_requests < -1)
         return -EINVAL;
     weft_loop *l = weft__tls_loop;
     if (!l)
@@ -1319,6 +1308,7 @@ int weft_http_server_start(weft_http_server **out, const weft_http_server_opts *
     hs->idle_ms = timeout_opt(o->idle_timeout_ms, DEF_IDLE_MS);
     hs->body_ms = timeout_opt(o->body_timeout_ms, DEF_BODY_MS);
     hs->send_ms = timeout_opt(o->send_timeout_ms, DEF_SEND_MS);
+    hs->max_requests = timeout_opt(o->max_requests, DEF_MAX_REQUESTS); /* as a timeout: -1 none */
     hs->loop = l;
     /* weft_server serves every loop of the group for TCP started from a
      * coroutine: the calls that stop it may then come from any of them. */
