@@ -20,6 +20,8 @@
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +215,19 @@ static void handler(weft_http_req *r, weft_http_resp *w, void *arg)
     if (path_is(r, "/") || path_is(r, "/hello")) {
         weft_http_resp_header(w, "Content-Type", "text/plain");
         weft_http_resp_send(w, 200, "hello", 5, T_MS);
+    } else if (path_is(r, "/nodelay") || path_is(r, "/nodelay_streamed")) {
+        /* TCP_NODELAY of the connection as the response goes out: "0" or "1" */
+        bool streamed = path_is(r, "/nodelay_streamed");
+        if (streamed)
+            weft_http_resp_start(w, 200, 1);
+        int on = 0;
+        socklen_t len = sizeof on;
+        getsockopt(weft_sock_fd(r->conn), IPPROTO_TCP, TCP_NODELAY, &on, &len);
+        const char *v = on ? "1" : "0";
+        if (streamed)
+            weft_http_resp_write(w, v, 1, T_MS);
+        else
+            weft_http_resp_send(w, 200, v, 1, T_MS);
     } else if (path_starts(r, "/n/")) {
         /* Answers its own path: pipelined answers can be told apart. */
         weft_http_resp_send(w, 200, r->path.p + 3, r->path.n - 3, T_MS);
@@ -646,6 +661,36 @@ Test(http_server, keepalive_reuse, .timeout = 60)
     t_.client = keepalive;
     run(&t_);
     cr_assert_eq(t_.requests, 4);
+}
+
+/* Nagle's algorithm goes off only where a response could wait on it: once
+ * the connection is kept for another request, or for a response sent in
+ * several writes; a single response then the close needs no setsockopt. */
+static void nodelay(T *t)
+{
+    cli c;
+    hresp r;
+    static const char *const want[] = {"0", "1", "1"};
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    for (int i = 0; i < 3 && !failed; i++) {
+        CHECK(cli_sends(&c, GET("/nodelay")) == 0, "send %d", i);
+        CHECK(read_resp(&c, &r, false) == 0 && r.status == 200, "read %d", i);
+        CHECK(strcmp((char *)r.body, want[i]) == 0, "request %d: TCP_NODELAY %s", i, r.body);
+        hresp_free(&r);
+    }
+    cli_close(&c);
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, GET("/nodelay_streamed")) == 0, "send");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200, "read");
+    CHECK(strcmp((char *)r.body, "1") == 0, "streamed: TCP_NODELAY %s", r.body);
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, nodelay_where_it_counts, .timeout = 60)
+{
+    t_.client = nodelay;
+    run(&t_);
 }
 
 /* Reads the answers to /n/<first>.. /n/<last> in order; the last one

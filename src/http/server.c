@@ -120,6 +120,7 @@ struct hs_conn {
                    * nothing moves (the request points into it) */
     weft_http_header *hdrs;
     size_t hcap;
+    bool nodelay; /* TCP_NODELAY set (set_nodelay) */
     bool close;  /* close after this response */
     bool broken; /* a send failed, or a body was cut: close at once */
     bool reset;  /* close with an RST: an unframed body cut short */
@@ -332,6 +333,19 @@ static bool grow_buf(hs_conn *c, size_t cap)
 
 /* ---- sending ----------------------------------------------------------------------- */
 
+/* Turns Nagle's algorithm off before c sends a response in several
+ * writes (its last small segment would wait for the peer's delayed ACK),
+ * or sends after a response (keep-alive).  A response of one write
+ * followed by the close, the rule for Connection: close, needs no
+ * setsockopt (nginx's tcp_nodelay does the same). */
+static void set_nodelay(hs_conn *c)
+{
+    if (!c->nodelay) {
+        weft_sock_set_nodelay(c->sock, 1); /* a unix socket says no: fine */
+        c->nodelay = true;
+    }
+}
+
 /* Sends every byte of iov within timeout_ms; a client that takes nothing
  * for send_ms fails it too (a slow one that keeps taking does not).  Any
  * failure leaves the connection broken: a response is cut. */
@@ -339,9 +353,15 @@ static int conn_sendv(hs_conn *c, struct iovec *iov, int n, int64_t timeout_ms)
 {
     if (c->broken)
         return -EPIPE;
-    int64_t dl = deadline_of(timeout_ms), send_ms = c->hs->send_ms;
-    for (;;) {
-        int64_t left = ms_left(dl);
+    int64_t send_ms = c->hs->send_ms;
+    if (timeout_ms < -1)
+        timeout_ms = 0;
+    /* The clock is read only when the caller's time is longer than
+     * send_ms and must be kept across several sends (most responses go out
+     * in the first, without a wait). */
+    int64_t dl = send_ms >= 0 && timeout_ms > send_ms ? deadline_of(timeout_ms) : NEVER;
+    for (bool again = false;; again = true) {
+        int64_t left = dl != NEVER ? ms_left(dl) : again ? -1 : timeout_ms;
         bool capped = send_ms >= 0 && (left < 0 || left > send_ms);
         ssize_t rc = weft_sendv(c->sock, iov, n, capped ? send_ms : left);
         if (rc >= 0)
@@ -513,7 +533,10 @@ int weft_http_resp_start(weft_http_resp *w, int status, int64_t length)
 {
     if (!w)
         return -EINVAL;
-    return begin(w, status, length);
+    int rc = begin(w, status, length);
+    if (rc == 0)
+        set_nodelay(w->r->c);
+    return rc;
 }
 
 int weft_http_resp_send(weft_http_resp *w, int status, const void *body, size_t len,
@@ -681,6 +704,8 @@ int weft_http_resp_sendfile(weft_http_resp *w, int status, int fd, off_t offset,
     if (rc < 0)
         return rc;
     hs_conn *c = w->r->c;
+    if (len > 0 && !w->r->is_head)
+        set_nodelay(c); /* the head, then the file: two writes */
     int64_t dl = deadline_of(timeout_ms);
     struct iovec iov[3];
     int k = head_iov(w, iov);
@@ -912,9 +937,10 @@ static int set_idle(hs_conn *c, bool idle)
     return ok;
 }
 
-/* Waits until dl for the first bytes of a next request, into the buffer
- * from its start.  Returns their count, or 0 to close without a word. */
-static ssize_t wait_idle(hs_conn *c, int64_t dl)
+/* Waits up to timeout_ms (-1: no limit) for the first bytes of a next
+ * request, into the buffer from its start.  Returns their count, or 0 to
+ * close without a word. */
+static ssize_t wait_idle(hs_conn *c, int64_t timeout_ms)
 {
     int ok = set_idle(c, true);
     if (ok <= 0) {
@@ -934,11 +960,16 @@ static ssize_t wait_idle(hs_conn *c, int64_t dl)
             release_buf(c);
         }
     }
+    int64_t rest = timeout_ms; /* what is left after the wait with the buffer */
     if (c->buf) {
-        int64_t left = ms_left(dl);
-        n = weft_recv(c->sock, c->buf, c->cap, left < 0 || left > KEEP_BUF_MS ? KEEP_BUF_MS : left);
+        bool shorter = timeout_ms < 0 || timeout_ms > KEEP_BUF_MS;
+        n = weft_recv(c->sock, c->buf, c->cap, shorter ? KEEP_BUF_MS : timeout_ms);
+        rest = !shorter ? 0 : timeout_ms < 0 ? -1 : timeout_ms - KEEP_BUF_MS;
     }
-    if (n == -ETIMEDOUT && ms_left(dl) != 0) {
+    if (n == -ETIMEDOUT && rest != 0) {
+        /* The clock is read only now: a busy connection's next request
+         * comes while it still has its buffer. */
+        int64_t dl = deadline_of(rest);
         release_buf(c);
         free(c->hdrs);
         c->hdrs = NULL;
@@ -970,14 +1001,12 @@ static int read_head(hs_conn *c, weft__http_request *pr, bool first, int64_t sta
         c->off = c->len = 0;
         /* A new connection's first byte is bounded by its head's
          * deadline (or, with none, by the idle timeout). */
-        int64_t idle = first && hdl != NEVER ? hdl : deadline_of(hs->idle_ms);
-        ssize_t n = wait_idle(c, idle);
+        ssize_t n = wait_idle(c, first && hdl != NEVER ? ms_left(hdl) : hs->idle_ms);
         if (n <= 0)
             return 0;
         c->len = (size_t)n;
     }
-    if (!first)
-        hdl = deadline_of(hs->header_ms);
+    bool timed = first; /* the head's deadline is known (else taken at the first wait) */
     if (!sh->scratch && !(sh->scratch = weft__sys_malloc(hs->hdr_cap * sizeof *sh->scratch)))
         return 0;
     pr->headers = sh->scratch;
@@ -1000,6 +1029,10 @@ static int read_head(hs_conn *c, weft__http_request *pr, bool first, int64_t sta
             } else if (!grow_buf(c, c->cap * 2 < hs->buf_max ? c->cap * 2 : hs->buf_max)) {
                 return 0;
             }
+        }
+        if (!timed) { /* a head whose first bytes came without its end */
+            hdl = deadline_of(hs->header_ms);
+            timed = true;
         }
         ssize_t n = weft_recv(c->sock, c->buf + c->len, c->cap - c->len, ms_left(hdl));
         if (n == -ETIMEDOUT)
@@ -1186,12 +1219,13 @@ static void serve_conn(weft_sock *sock, void *arg)
     hs_conn c = {.hs = hs, .sock = sock, .co = weft_self()};
     c.shard = &hs->shards[idx >= 0 && idx < hs->nshards ? idx : 0];
     link_conn(&c);
-    weft_sock_set_nodelay(sock, 1); /* a unix socket says no: fine */
-    ensure_buf(&c);                 /* a new client sends at once: receive, don't poll first */
+    ensure_buf(&c); /* a new client sends at once: receive, don't poll first */
     int64_t started = weft_now();
     bool first = true, linger = false;
     for (;;) {
         weft__http_request pr;
+        if (!first)
+            set_nodelay(&c); /* kept alive: the next response must not wait */
         int rc = read_head(&c, &pr, first, started);
         if (rc == 0)
             break;
