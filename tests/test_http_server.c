@@ -228,6 +228,21 @@ static void handler(weft_http_req *r, weft_http_resp *w, void *arg)
             weft_http_resp_write(w, v, 1, T_MS);
         else
             weft_http_resp_send(w, 200, v, 1, T_MS);
+    } else if (path_is(r, "/trailer")) {
+        /* The body, then its trailer field X-Sum, sent back as "body|sum" */
+        void *body;
+        CHECK(!weft_http_req_trailer(r, "X-Sum").p, "a trailer before the body's end");
+        ssize_t n = weft_http_req_body(r, &body, T_MS);
+        if (n < 0) {
+            t->read_err = (int)n;
+            return;
+        }
+        weft_http_str sum = weft_http_req_trailer(r, "x-sum");
+        char out[128];
+        int k = snprintf(out, sizeof out, "%.*s|%.*s", (int)n, (char *)body, (int)sum.n,
+                         sum.p ? sum.p : "");
+        free(body);
+        weft_http_resp_send(w, 200, out, (size_t)k, T_MS);
     } else if (path_starts(r, "/n/")) {
         /* Answers its own path: pipelined answers can be told apart. */
         weft_http_resp_send(w, 200, r->path.p + 3, r->path.n - 3, T_MS);
@@ -654,6 +669,40 @@ static void keepalive(T *t)
     CHECK(cli_closed(&c, T_MS) == 1, "closed after Connection: close");
     hresp_free(&r);
     cli_close(&c);
+}
+
+/* A chunked request's trailer fields reach the handler once it has read
+ * the body; a malformed trailer fails the body (400). */
+static void trailers(T *t)
+{
+    cli c;
+    hresp r;
+    CHECK(cli_open(&c, t->port) == 0, "connect");
+    CHECK(cli_sends(&c, "POST /trailer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\nX-Other: 1\r\n\r\n") == 0,
+          "send");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200, "read");
+    CHECK(strcmp((char *)r.body, "abcde|5") == 0, "got %s", r.body);
+    hresp_free(&r);
+    CHECK(cli_sends(&c, "POST /trailer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "1\r\nz\r\n0\r\n\r\n") == 0,
+          "send");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 200, "read");
+    CHECK(strcmp((char *)r.body, "z|") == 0, "none: %s", r.body);
+    hresp_free(&r);
+    CHECK(cli_sends(&c, "POST /trailer HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "1\r\nz\r\n0\r\nBad Name: 1\r\n\r\n") == 0,
+          "send");
+    CHECK(read_resp(&c, &r, false) == 0 && r.status == 400 && r.close, "bad: %d", r.status);
+    hresp_free(&r);
+    cli_close(&c);
+}
+
+Test(http_server, request_trailers, .timeout = 60)
+{
+    t_.client = trailers;
+    run(&t_);
+    cr_assert_eq(t_.read_err, -EBADMSG);
 }
 
 Test(http_server, keepalive_reuse, .timeout = 60)

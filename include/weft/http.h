@@ -213,13 +213,20 @@ WEFT_EXTERN void weft_http_server_free(weft_http_server *s);
  * has none (an empty value has p set, n 0).  Never blocks. */
 WEFT_EXTERN weft_http_str weft_http_req_header(const weft_http_req *r, const char *name);
 
+/* The value of the first trailer field named name (any case) of r's
+ * chunked body, or {NULL, 0}: none until the handler has read the body to
+ * its end (weft_http_req_read returned 0).  Valid until the handler
+ * returns.  Never blocks. */
+WEFT_EXTERN weft_http_str weft_http_req_trailer(const weft_http_req *r, const char *name);
+
 /* Whether s holds exactly the bytes of the C string c (case counts):
  * weft_http_str_eq(req->method, "GET").  Never blocks. */
 WEFT_EXTERN bool weft_http_str_eq(weft_http_str s, const char *c);
 
 /* Reads the next bytes of r's body into buf[0..n) (a chunked body comes
- * decoded; its trailer fields are dropped).  Returns the count (> 0), 0
- * at the body's end (at once for a request without one), or an error:
+ * decoded; its trailer fields are kept for weft_http_req_trailer).
+ * Returns the count (> 0), 0 at the body's end (at once for a request
+ * without one), or an error:
  * -EMSGSIZE (the body goes past max_body: the server answers 413 and
  * closes, unless the handler answers), -EBADMSG (malformed chunked
  * framing: likewise with 400), -ECONNRESET (the client closed before the

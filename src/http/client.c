@@ -21,6 +21,7 @@
  * a retry: on a new one the same failure is the server's answer.
  */
 #include "http/parse.h"
+#include "http/trailers.h"
 #include "http/url.h"
 #include "internal.h"
 #include "net/sock.h"
@@ -76,10 +77,7 @@ typedef struct hc_resp {
     int body;               /* WEFT__HTTP_BODY_* */
     uint64_t left;          /* a body of known length: bytes to go */
     weft__http_chunked ch;
-    char *tr;               /* a chunked body's trailer section, as it comes */
-    size_t trlen;
-    weft__http_header *trs; /* its fields, once the body is over (into tr) */
-    size_t ntrs;
+    weft__http_trailers tr; /* a chunked body's */
     bool done;
     int err;     /* a read's failure, returned again */
     int64_t dl;  /* the exchange's deadline, ns */
@@ -193,8 +191,7 @@ void weft_http_response_free(weft_http_response *pub)
     free(r->raw);
     free(r->hdrs);
     free(r->url);
-    free(r->tr);
-    free(r->trs);
+    weft__http_trailers_free(&r->tr);
     free(r);
 }
 
@@ -311,33 +308,6 @@ static ssize_t fill(hc_resp *r, int64_t dl)
     return k;
 }
 
-/* Keeps the trailer section's bytes of span (the decoder bounds them). */
-static bool keep_trailer(hc_resp *r, weft__http_str span)
-{
-    if (!span.n)
-        return true;
-    char *t = weft__sys_realloc(r->tr, r->trlen + span.n);
-    if (!t)
-        return false;
-    memcpy(t + r->trlen, span.p, span.n);
-    r->tr = t;
-    r->trlen += span.n;
-    return true;
-}
-
-/* Parses the trailer section kept, at the body's end. */
-static int parse_trailers(hc_resp *r)
-{
-    if (r->trlen <= 2)
-        return 0; /* "\r\n": none */
-    size_t cap = r->ch.ntrailers ? r->ch.ntrailers : 1;
-    if (!(r->trs = weft__sys_malloc(cap * sizeof *r->trs)))
-        return -ENOMEM;
-    int error;
-    int n = weft__http_parse_fields(r->tr, r->trlen, r->trs, cap, &r->ntrs, NULL, &error);
-    return n == (int)r->trlen ? 0 : -EBADMSG;
-}
-
 static ssize_t read_chunked(hc_resp *r, char *dst, size_t n, int64_t dl)
 {
     for (;;) {
@@ -353,10 +323,10 @@ static ssize_t read_chunked(hc_resp *r, char *dst, size_t n, int64_t dl)
                 memcpy(dst, span.p, span.n);
                 return (ssize_t)span.n;
             }
-            if (st != WEFT__HTTP_CHUNK_MORE && !keep_trailer(r, span))
+            if (st != WEFT__HTTP_CHUNK_MORE && weft__http_trailers_add(&r->tr, span) < 0)
                 return fail(r, -ENOMEM);
             if (st == WEFT__HTTP_CHUNK_DONE) {
-                int rc = parse_trailers(r);
+                int rc = weft__http_trailers_parse(&r->tr, &r->ch);
                 if (rc < 0)
                     return fail(r, rc);
                 finished(r);
@@ -378,8 +348,8 @@ weft_http_str weft_http_response_trailer(const weft_http_response *pub, const ch
     weft_http_str none = {NULL, 0};
     if (!r || !name)
         return none;
-    const weft__http_header *h = weft__http_header_next(r->trs, r->ntrs, name, NULL);
-    return h ? (weft_http_str){h->value.p, h->value.n} : none;
+    weft__http_str v = weft__http_trailers_get(&r->tr, name);
+    return (weft_http_str){v.p, v.n};
 }
 
 ssize_t weft_http_response_read(weft_http_response *pub, void *buf, size_t n, int64_t timeout_ms)

@@ -34,6 +34,7 @@
  */
 #include "http/date.h"
 #include "http/parse.h"
+#include "http/trailers.h"
 #include "internal.h"
 
 #include <limits.h>
@@ -139,6 +140,7 @@ typedef struct hs_req {
     int err;        /* a read's failure, returned again */
     int err_status; /* what to answer for it if the handler does not */
     weft__http_chunked ch;
+    weft__http_trailers tr; /* a chunked body's, kept as the handler reads it */
 } hs_req;
 
 struct weft_http_resp {
@@ -800,8 +802,14 @@ static ssize_t body_io(hs_req *r, char *dst, size_t n, int64_t dl)
                 taken(r, sp.n);
                 return (ssize_t)sp.n;
             }
+            /* Trailer bytes are kept for the handler (not when the body
+             * is dropped after it: dst NULL). */
+            if (rc != WEFT__HTTP_CHUNK_MORE && dst && weft__http_trailers_add(&r->tr, sp) < 0)
+                return body_fail(r, -ENOMEM, 0);
             if (rc == WEFT__HTTP_CHUNK_DONE) {
-                r->done = true; /* the trailer fields are dropped */
+                r->done = true;
+                if (dst && (rc = weft__http_trailers_parse(&r->tr, &r->ch)) < 0)
+                    return body_fail(r, rc, rc == -EBADMSG ? 400 : 0);
                 return 0;
             }
             continue; /* framing, or trailer bytes */
@@ -913,6 +921,14 @@ weft_http_str weft_http_req_header(const weft_http_req *r, const char *name)
         if (name_is(r->headers[i].name.p, r->headers[i].name.n, name))
             return r->headers[i].value;
     return none;
+}
+
+weft_http_str weft_http_req_trailer(const weft_http_req *req, const char *name)
+{
+    if (!req || !name)
+        return (weft_http_str){NULL, 0};
+    weft__http_str v = weft__http_trailers_get(&((const hs_req *)req)->tr, name);
+    return (weft_http_str){v.p, v.n};
 }
 
 bool weft_http_str_eq(weft_http_str s, const char *c)
@@ -1158,6 +1174,7 @@ static bool serve(hs_conn *c, weft__http_request *pr, size_t hlen, bool *linger)
     }
     hs->handler(q, &w, hs->arg);
     weft_deadline_clear();
+    weft__http_trailers_free(&r.tr);
     finish(&r, &w);
     if (w.hx != w.hx_inline)
         free(w.hx);
