@@ -33,7 +33,8 @@
 # Environment knobs (defaults in brackets):
 #   REPS [9]  DUR [3]  WARM [1]  CONNS [100]  CLOSE_CONNS [100]  KEY [ec]
 #   SCENARIOS ["keepalive close https"]  WEFT_BACKENDS ["epoll io_uring"]
-#   KEEPALIVE_REQUESTS [1000]
+#   KEEPALIVE_REQUESTS [1000]  NGINX_DEFERRED [0] (1: nginx listens with
+#   "deferred", TCP_DEFER_ACCEPT, as weft's HTTP server always does)
 #   SERVER_CPU [0]  CLIENT_CPU [1]  NGINX [/usr/sbin/nginx]  WRK [wrk]
 set -u
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
@@ -56,6 +57,9 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX=${NGINX:-/usr/sbin/nginx}
 WRK=${WRK:-wrk}
 KEEPALIVE_REQUESTS=${KEEPALIVE_REQUESTS:-1000}
+NGINX_DEFERRED=${NGINX_DEFERRED:-0}
+deferred=""
+[ "$NGINX_DEFERRED" = 1 ] && deferred=" deferred"
 
 for s in $SCENARIOS; do
 	case $s in keepalive | close | https) ;; *) echo "unknown scenario $s" >&2; exit 2 ;; esac
@@ -164,7 +168,7 @@ http {
     server_tokens off;
     default_type text/plain;
     server {
-        listen 127.0.0.1:$p$ssl;
+        listen 127.0.0.1:$p$ssl$deferred;
         ssl_certificate $TMP/cert.pem;
         ssl_certificate_key $TMP/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -212,7 +216,7 @@ url() { # scenario port
 	echo "# weft: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown) build=$BUILD (${btype:-?})" \
 		"src/http/server.c blob $(git -C "$REPO" hash-object src/http/server.c 2>/dev/null | cut -c1-12)"
 	echo "# $("$NGINX" -v 2>&1); $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2); $(openssl version)"
-	echo "# REPS=$REPS DUR=$DUR WARM=$WARM CONNS=$CONNS CLOSE_CONNS=$CLOSE_CONNS KEY=$KEY SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" KEEPALIVE_REQUESTS=$KEEPALIVE_REQUESTS"
+	echo "# REPS=$REPS DUR=$DUR WARM=$WARM CONNS=$CONNS CLOSE_CONNS=$CLOSE_CONNS KEY=$KEY SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" KEEPALIVE_REQUESTS=$KEEPALIVE_REQUESTS NGINX_DEFERRED=$NGINX_DEFERRED"
 	echo "# servers on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU; https: $keyname, the same certificate for both"
 	echo "# loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "# srv_ns_rt: server CPU ns per request over the measured run; p99_us: wrk's"

@@ -131,7 +131,9 @@ typedef struct weft_http_server_opts {
     /* Where and how to listen: host, port, TLS (cert_file and key_file, or
      * a context of your own in tls), max_conns, handshake_timeout_ms,
      * backlog, flags, stack_size (a handler's stack), as weft_server_start
-     * takes them.  on_conn and arg must be left NULL: the HTTP server sets
+     * takes them; TCP listeners get WEFT_DEFER_ACCEPT besides (a
+     * connection is handed over once its request has begun to arrive, as
+     * Apache's default AcceptFilter does).  on_conn and arg must be left NULL: the HTTP server sets
      * them.  on_exit, if set, runs as weft_server's does, with arg below.
      * A context the server makes from cert_file offers ALPN "http/1.1"; a
      * context of your own is used as it is. */

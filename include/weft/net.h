@@ -59,7 +59,12 @@ WEFT_EXTERN int weft_addr_port(const weft_addr *a);
 
 typedef struct weft_sock weft_sock;
 
-enum { WEFT_REUSEPORT = 1, WEFT_V6ONLY = 2 };
+/* Listening flags.  WEFT_DEFER_ACCEPT (TCP_DEFER_ACCEPT) has the kernel
+ * hand a connection over only once its first bytes have come (or after
+ * one resent SYN-ACK, about a second, without): for protocols whose
+ * client speaks first (HTTP, TLS), it saves a wait, and the readiness
+ * registration with it, per connection. */
+enum { WEFT_REUSEPORT = 1, WEFT_V6ONLY = 2, WEFT_DEFER_ACCEPT = 4 };
 
 /* Binds and listens on host:port.  host NULL or "*" = all interfaces
  * (IPv6 dual-stack, unless WEFT_V6ONLY, falling back to IPv4 where IPv6 is
@@ -67,7 +72,8 @@ enum { WEFT_REUSEPORT = 1, WEFT_V6ONLY = 2 };
  * listening on one of its addresses: the first IPv4 one if it has any
  * (as Go's net.Listen: "localhost" is 127.0.0.1), else the first.
  * port 0 = any free port (weft_sock_local tells which).  SO_REUSEADDR is
- * always set; flags may add WEFT_REUSEPORT and WEFT_V6ONLY.  backlog <= 0
+ * always set; flags may add WEFT_REUSEPORT, WEFT_V6ONLY and
+ * WEFT_DEFER_ACCEPT.  backlog <= 0
  * = SOMAXCONN.  Errors: -EINVAL (host "", a port outside 0..65535, unknown
  * flags, out NULL), for a name those of weft_resolve (the WEFT_EAI_* codes,
  * -ETIMEDOUT, -ECANCELED, ...; the lookup has no timeout of its own, only

@@ -72,7 +72,8 @@ typedef struct weft_server_opts {
     int max_conns;
     /* <= 0 = SOMAXCONN. */
     int backlog;
-    /* WEFT_REUSEPORT (implied on several loops), WEFT_V6ONLY (TCP only). */
+    /* WEFT_REUSEPORT (implied on several loops), WEFT_V6ONLY,
+     * WEFT_DEFER_ACCEPT (TCP only). */
     int flags;
     /* Of each connection's coroutine, at most 1 GiB; 0 = the loop's default. */
     size_t stack_size;

@@ -1375,6 +1375,10 @@ int weft_http_server_start(weft_http_server **out, const weft_http_server_opts *
     so.on_conn = serve_conn;
     so.arg = hs;
     so.on_exit = hs_exited;
+    /* Clients speak first: a connection comes once its request has (no
+     * wait, no readiness registration, for most); not for a unix socket. */
+    if (!so.host || strncmp(so.host, "unix:", 5) != 0)
+        so.flags |= WEFT_DEFER_ACCEPT;
     int rc;
 #ifdef WEFT_WITH_TLS
     if (so.cert_file && !so.tls) {

@@ -4,6 +4,7 @@
  */
 #include "sock.h"
 
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,9 @@ static int listen_on(weft__sock **out, const weft_addr *a, int backlog, int flag
     else if (a->u.sa.sa_family == AF_INET6 && (flags & WEFT_V6ONLY) &&
              setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
         rc = -errno;
+    else if ((flags & WEFT_DEFER_ACCEPT) &&
+             setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one) != 0)
+        rc = -errno; /* one second: a silent client is accepted after a SYN-ACK resent */
     if (rc == 0 && (rc = weft__bind(s, a)) == 0)
         rc = weft__listen(s, backlog);
     if (rc < 0) {
@@ -57,7 +61,8 @@ static int listen_name(weft__sock **out, const char *host, int port, int backlog
 int weft_tcp_listen(weft_sock **out, const char *host, int port, int backlog, int flags)
 {
     weft_addr a;
-    if (!out || (flags & ~(WEFT_REUSEPORT | WEFT_V6ONLY)) || port < 0 || port > 65535 ||
+    if (!out || (flags & ~(WEFT_REUSEPORT | WEFT_V6ONLY | WEFT_DEFER_ACCEPT)) || port < 0 ||
+        port > 65535 ||
         (host && !*host))
         return -EINVAL;
     weft__sock *s;
