@@ -33,6 +33,8 @@
 #   SRV_CPU CLI_CPU   cores for taskset                                [0 1]
 #   YARDSTICK    where the yardstick's sources are        [<repo>/../shared/bench]
 set -u
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_DIR   (a configured CMake build directory)" >&2
 	exit 2
@@ -64,16 +66,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- what runs -----------------------------------------------------------
-cache=$BUILD/CMakeCache.txt
-if [ -f "$cache" ]; then
-	san=$(sed -n 's/^WEFT_SANITIZE:[A-Z]*=//p' "$cache")
-	btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
-	[ -n "$san" ] && echo "# warning: built with WEFT_SANITIZE=$san: numbers are not representative" | tee -a "$RAW"
-	case "$btype" in
-	"" | Release | RelWithDebInfo) ;;
-	*) echo "# warning: CMAKE_BUILD_TYPE=$btype (want RelWithDebInfo or Release)" | tee -a "$RAW" ;;
-	esac
-fi
+check_build "$BUILD" "$RAW"
 if ! cmake --build "$BUILD" --target echo_server churn >"$TMP/build.log" 2>&1; then
 	cat "$TMP/build.log" >&2
 	echo "building echo_server and churn failed: cmake --build $BUILD --target echo_server churn" >&2

@@ -37,6 +37,8 @@
 #   "deferred", TCP_DEFER_ACCEPT, as weft's HTTP server always does)
 #   SERVER_CPU [0]  CLIENT_CPU [1]  NGINX [/usr/sbin/nginx]  WRK [wrk]
 set -u
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_DIR   (a configured CMake build directory)" >&2
 	exit 2
@@ -72,16 +74,7 @@ OUT=$BUILD/bench-results/http-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RAW=$OUT/raw.txt
 : >"$RAW"
-cache=$BUILD/CMakeCache.txt
-if [ -f "$cache" ]; then
-	san=$(sed -n 's/^WEFT_SANITIZE:[A-Z]*=//p' "$cache")
-	btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
-	[ -n "$san" ] && echo "# warning: built with WEFT_SANITIZE=$san: numbers are not representative" | tee -a "$RAW"
-	case "$btype" in
-	"" | Release | RelWithDebInfo) ;;
-	*) echo "# warning: CMAKE_BUILD_TYPE=$btype (want RelWithDebInfo or Release)" | tee -a "$RAW" ;;
-	esac
-fi
+check_build "$BUILD" "$RAW"
 if ! cmake --build "$BUILD" --target http_server >"$OUT/build.log" 2>&1; then
 	echo "building http_server failed; see $OUT/build.log" >&2
 	exit 1
@@ -104,38 +97,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- one certificate for both servers ------------------------------------------
-if [ "$KEY" = rsa ]; then
-	keyopt=(-newkey rsa:2048)
-	keyname="RSA 2048"
-else
-	keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
-	keyname="ECDSA P-256"
-fi
-openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj /CN=localhost \
-	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/req.log" || { cat "$TMP/req.log"; exit 1; }
+make_cert
 
-# A port below the ephemeral range that no socket uses (wrk's connections
-# leave sockets in TIME_WAIT all over that range).
-free_port() {
-	local p lo
-	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 11000 ] || lo=32768
-	while :; do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
-	done
-}
-wait_listen() { # port
-	for _ in $(seq 100); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-cpu_ns() { # pid: CPU time of all its threads, ns
-	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'
-}
 steal() { awk '$1 == "cpu" {print $9}' /proc/stat; } # jiffies, both CPUs
 
 # ---- the servers, per scenario ---------------------------------------------------

@@ -20,6 +20,8 @@
 #   SCENARIOS ["full|full --req|resumed --req|full --tls12|resumed --tls12"]
 #   NGINX [/usr/sbin/nginx]
 set -u
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_DIR   (a configured CMake build directory)" >&2
 	exit 2
@@ -58,39 +60,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- one certificate for both servers ------------------------------------------
-if [ "$KEY" = rsa ]; then
-	keyopt=(-newkey rsa:2048)
-	keyname="RSA 2048"
-else
-	keyopt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
-	keyname="ECDSA P-256"
-fi
-openssl req -x509 "${keyopt[@]}" -nodes -days 2 -subj /CN=localhost \
-	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/req.log" || { cat "$TMP/req.log"; exit 1; }
+make_cert
 
-# A port below the ephemeral range (the client's thousands of connections
-# leave sockets in TIME_WAIT and others all over that range) that no socket
-# uses.
-free_port() {
-	local p lo
-	lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 11000 ] || lo=32768
-	while :; do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
-	done
-}
-wait_listen() { # port
-	for _ in $(seq 100); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-cpu_ns() { # pid: CPU time of all its threads, ns
-	cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'
-}
 sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", a - b}'; } # bash's integers are fine, awk's %d is not
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
