@@ -769,6 +769,32 @@ static void c_limits(void)
     CHECK(rc == -EMSGSIZE, "%d", rc);
     weft_http_client_free(small);
     weft_close(sc.l);
+    /* Fields past those a response holds by itself (32), up to the limit
+     * (100 by default), and over it. */
+    static char many[4096], over[4096];
+    int m = snprintf(many, sizeof many, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for (int i = 0; i < 60; i++)
+        m += snprintf(many + m, sizeof many - (size_t)m, "X-%d: v%d\r\n", i, i);
+    snprintf(many + m, sizeof many - (size_t)m, "\r\nok");
+    int o = snprintf(over, sizeof over, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+    for (int i = 0; i < 100; i++)
+        o += snprintf(over + o, sizeof over - (size_t)o, "X-%d: v\r\n", i);
+    snprintf(over + o, sizeof over - (size_t)o, "\r\n");
+    step fields[] = {{many, S_KEEP}, {over, S_CLOSE}};
+    script_start(&sc, fields, 2);
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", sc.port);
+    rc = weft_http_do(cli, &(weft_http_request){.url = u}, &r);
+    CHECK(rc == 0 && r->nheaders == 61, "61 fields: %d", rc);
+    if (rc == 0) {
+        CHECK(weft_http_str_eq(r->headers[60].value, "v59"), "the last field");
+        CHECK(weft_http_str_eq(weft_http_response_header(r, "x-59"), "v59"), "found by name");
+        char b[4];
+        CHECK(weft_http_response_read(r, b, sizeof b, T_MS) == 2 && !memcmp(b, "ok", 2), "body");
+        weft_http_response_free(r);
+    }
+    rc = weft_http_do(cli, &(weft_http_request){.url = u}, &r);
+    CHECK(rc == -EMSGSIZE, "101 fields: %d", rc);
+    weft_close(sc.l);
     /* a server that never answers: the exchange's deadline */
     int64_t t0 = weft_now();
     rc = weft_http_do(cli, &(weft_http_request){.url = url("/slow"), .timeout_ms = 200}, &r);

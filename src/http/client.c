@@ -34,6 +34,7 @@
 #include <sys/uio.h>
 
 #define BUF_START 4096                   /* a response's buffer, to begin with */
+#define FIELDS_IN 32                     /* a response's fields without an allocation */
 #define BODY_ROOM 4096                   /* room after the head for a chunked body */
 #define SEND_CHUNK 16384                 /* a streamed request body, per body_read */
 #define DRAIN_MAX 65536                  /* a redirect's body read to keep its connection */
@@ -71,9 +72,13 @@ typedef struct hc_resp {
     char *buf;              /* the head, then body bytes buf[off..len) */
     size_t cap, off, len;
     size_t floor;           /* the head's end: below it nothing is dropped */
-    weft__http_header *raw; /* the parser's fields (into buf) */
-    weft_http_header *hdrs; /* the caller's view of them */
-    size_t hcap;
+    weft__http_header *raw; /* the parser's fields (into buf): raw_in, or malloc'd */
+    weft_http_header *hdrs; /* the caller's view of them: hdrs_in, or malloc'd */
+    size_t hcap;            /* raw's entries */
+    /* Most heads have a few fields: the arrays for them come with the
+     * response, and a head with more takes the client's limit's worth. */
+    weft__http_header raw_in[FIELDS_IN];
+    weft_http_header hdrs_in[FIELDS_IN];
     int body;               /* WEFT__HTTP_BODY_* */
     uint64_t left;          /* a body of known length: bytes to go */
     weft__http_chunked ch;
@@ -188,8 +193,10 @@ void weft_http_response_free(weft_http_response *pub)
         return;
     let_go(r, false);
     free(r->buf);
-    free(r->raw);
-    free(r->hdrs);
+    if (r->raw != r->raw_in)
+        free(r->raw);
+    if (r->hdrs != r->hdrs_in)
+        free(r->hdrs);
     free(r->url);
     weft__http_trailers_free(&r->tr);
     free(r);
@@ -230,6 +237,18 @@ static int read_head(hc_resp *r, const weft__http_limits *lim, bool head_req, bo
             pr = (weft__http_response){
                 .headers = r->raw, .headers_cap = r->hcap, .head_request = head_req};
             int n = weft__http_parse_response(&pr, r->buf + r->off, r->len - r->off, last, lim);
+            if (n == -EBADMSG && pr.error == 431 && r->raw == r->raw_in &&
+                r->hcap < lim->headers_max) {
+                /* More fields than the inline array: the whole limit's
+                 * worth, and the head parsed again. */
+                if (!(r->raw = weft__sys_malloc(lim->headers_max * sizeof *r->raw))) {
+                    r->raw = r->raw_in;
+                    return -ENOMEM;
+                }
+                r->hcap = lim->headers_max;
+                last = 0;
+                continue;
+            }
             if (n == -EBADMSG)
                 return pr.error == 414 || pr.error == 431 ? -EMSGSIZE : -EBADMSG;
             if (n > 0 && pr.status == 101)
@@ -265,7 +284,9 @@ static int read_head(hc_resp *r, const weft__http_limits *lim, bool head_req, bo
     p->reason.p = pr.reason.p;
     p->reason.n = pr.reason.n;
     p->nheaders = pr.nheaders;
-    if (pr.nheaders && !(r->hdrs = weft__sys_malloc(pr.nheaders * sizeof *r->hdrs)))
+    r->hdrs = pr.nheaders <= FIELDS_IN ? r->hdrs_in
+                                       : weft__sys_malloc(pr.nheaders * sizeof *r->hdrs);
+    if (!r->hdrs)
         return -ENOMEM;
     for (size_t i = 0; i < pr.nheaders; i++) {
         r->hdrs[i].name = (weft_http_str){r->raw[i].name.p, r->raw[i].name.n};
@@ -604,11 +625,12 @@ static hc_resp *resp_new(const hc_ex *ex, weft_connpool *pool, weft_sock *s)
     r->sock = s;
     r->dl = ex->dl;
     r->max_body = ex->c->max_body;
-    r->hcap = ex->c->lim.headers_max;
+    r->raw = r->raw_in;
+    r->hdrs = r->hdrs_in;
+    r->hcap = FIELDS_IN < ex->c->lim.headers_max ? FIELDS_IN : ex->c->lim.headers_max;
     r->cap = BUF_START < ex->c->lim.head_max ? BUF_START : ex->c->lim.head_max;
     r->buf = weft__sys_malloc(r->cap);
-    r->raw = weft__sys_malloc(r->hcap * sizeof *r->raw);
-    if (!r->buf || !r->raw) {
+    if (!r->buf) {
         r->sock = NULL; /* the caller's still */
         weft_http_response_free(&r->pub);
         return NULL;

@@ -362,8 +362,9 @@ static int conn_sendv(hs_conn *c, struct iovec *iov, int n, int64_t timeout_ms)
      * send_ms and must be kept across several sends (most responses go out
      * in the first, without a wait). */
     int64_t dl = send_ms >= 0 && timeout_ms > send_ms ? deadline_of(timeout_ms) : NEVER;
-    for (bool again = false;; again = true) {
-        int64_t left = dl != NEVER ? ms_left(dl) : again ? -1 : timeout_ms;
+    for (;;) {
+        /* Without dl the loop goes round only for timeout_ms -1. */
+        int64_t left = dl != NEVER ? ms_left(dl) : timeout_ms;
         bool capped = send_ms >= 0 && (left < 0 || left > send_ms);
         ssize_t rc = weft_sendv(c->sock, iov, n, capped ? send_ms : left);
         if (rc >= 0)
