@@ -164,8 +164,14 @@ struct weft__waitq {
     weft__wait *head, *tail;
 };
 
+typedef struct weft__heap_ent {
+    int64_t deadline; /* the timer's, copied: sifting reads only the heap */
+    uint64_t seq;
+    weft__timer *t;
+} weft__heap_ent;
+
 typedef struct weft__timers {
-    weft__timer **heap;
+    weft__heap_ent *heap;
     size_t len, cap;
     uint64_t seq;
 } weft__timers;
@@ -326,8 +332,19 @@ static inline weft__co *weft__current(void)
     return l ? l->current : NULL;
 }
 
-/* Monotonic nanoseconds. */
+/* Monotonic nanoseconds; also kept as the thread's latest reading. */
 int64_t weft__now_ns(void);
+extern __thread int64_t weft__tls_now;
+
+/* Whether deadline has passed by the thread's latest clock reading, not a
+ * new one: the checks on the way to a wait come close together, after
+ * the reading that made the deadline.  A stale reading can only say "not
+ * yet", and then the wait's timer, which the loop fires by a fresh
+ * reading, ends the wait at the next step. */
+static inline bool weft__passed(int64_t deadline)
+{
+    return deadline != WEFT__NEVER && deadline <= weft__tls_now;
+}
 
 /* Turns a relative ms timeout into an absolute ns deadline, combined with
  * the running coroutine's own deadline. */

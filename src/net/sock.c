@@ -314,7 +314,7 @@ ssize_t weft__sock_io(weft__sock *s, int dir, int64_t timeout_ms, weft__sock_op 
     int64_t deadline = weft__deadline(timeout_ms);
     /* Out of time already: what is there now still wins, so try once even
      * if the cached flag says not ready (the edge may not be in yet). */
-    if (!tried && deadline != WEFT__NEVER && deadline <= weft__now_ns())
+    if (!tried && weft__passed(deadline))
         *ready = true;
     s->refs++;
     r = take(s, dir, deadline);
@@ -347,7 +347,7 @@ ssize_t weft__sock_ring_run(weft__sock *s, weft__bop *op, int fault)
               op->kind == WEFT__BOP_ACCEPT;
     int64_t deadline = in ? s->rdeadline : s->wdeadline;
     /* Out of time: "only try" is the syscall's (counted there, not here). */
-    if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
+    if (weft__passed(deadline))
         return -EAGAIN;
     (void)fault; /* unused outside the testing build */
     if (weft__sys_fail(fault))

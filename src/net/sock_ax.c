@@ -140,7 +140,7 @@ int weft__sock_ax_accept(weft__sock *s, int flags)
             return e;
         }
         int64_t deadline = s->rdeadline;
-        if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
+        if (weft__passed(deadline))
             return -EAGAIN; /* no time to wait: the caller tries once */
         if (!x || !x->armed) {
             if (!arm(s, flags))

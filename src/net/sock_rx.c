@@ -284,7 +284,7 @@ ssize_t weft__sock_rx_read(weft__sock *s, const struct iovec *iov, int iovcnt, i
         for (int i = 0; i < iovcnt && want < RX_DIRECT; i++)
             want += iov[i].iov_len;
         if (!call || want >= RX_DIRECT ||
-            (deadline != WEFT__NEVER && deadline <= weft__now_ns())) {
+            weft__passed(deadline)) {
             /* A call that cannot park, has no time left or reads a lot
              * reads the descriptor itself: what the read-ahead took, and
              * will take until it has stopped, comes first. */

@@ -17,7 +17,7 @@ int weft__bop_run(weft_loop *l, weft__bop *op, int64_t deadline)
         return -ECANCELED;
     }
     /* Out of time: "only try", which a non-blocking syscall does best. */
-    if (WEFT__UNLIKELY(deadline != WEFT__NEVER && deadline <= weft__now_ns()))
+    if (WEFT__UNLIKELY(weft__passed(deadline)))
         return -EAGAIN;
     weft__wait w;
     op->done = false;

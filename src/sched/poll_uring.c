@@ -30,10 +30,14 @@
 #define CQ_ENTRIES 8192
 
 /* The provided buffers: PBUF_COUNT (a power of two) of PBUF_SIZE, made
- * at the first read-ahead (virtual memory until the kernel writes them). */
+ * at the first read-ahead (virtual memory until the kernel writes them).
+ * Only PBUF_LIVE of them go round at first, doubled each time the kernel
+ * finds none: the ring hands buffers out in the order they came back, so
+ * every one of a big pool would be cold (cache and TLB) by its turn. */
 #define PBUF_GROUP 0
 #define PBUF_COUNT 4096
 #define PBUF_SIZE 4096
+#define PBUF_LIVE 256
 
 /* user_data of what is not an operation of the socket core. */
 #define TAG_IGNORE 0 /* cancels: their own completions say nothing */
@@ -49,6 +53,7 @@ typedef struct uring_state {
     bool poll_first;    /* the kernel knows IORING_RECVSEND_POLL_FIRST */
     weft__pbufs pool;   /* provided buffers: pool.base NULL until made */
     struct io_uring_buf_ring *br; /* ... and the ring that hands them over */
+    unsigned live;      /* buffers [0, live) go round, the rest wait */
     bool pool_tried;    /* made, or found not to be had */
 } uring_state;
 
@@ -230,6 +235,8 @@ static void ur_flush(weft_loop *l)
     io_uring_submit_and_get_events(&st->ring);
 }
 
+static void pool_grow(uring_state *st);
+
 /* Runs the completions in the ring: operations' wake their coroutines
  * (nothing else runs, so this is safe anywhere in the loop's thread); the
  * epoll set's is noted for the next wait.  Returns how many were
@@ -251,6 +258,8 @@ static int reap(uring_state *st)
                 weft__bop *op = (weft__bop *)(uintptr_t)d;
                 if (op->on_more) {
                     int buf = -1;
+                    if (WEFT__UNLIKELY(cqe->res == -ENOBUFS) && st->live < PBUF_COUNT)
+                        pool_grow(st); /* the ring ran dry: more go round */
                     if (cqe->flags & IORING_CQE_F_BUFFER) {
                         buf = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
                         st->pool.out++;
@@ -327,7 +336,22 @@ static int ur_wait(weft_loop *l, int timeout_ms)
 
 /* ---- provided buffers -------------------------------------------------------------- */
 
-/* Hands every buffer to the kernel through a fresh buffer ring. */
+/* Puts PBUF_LIVE more buffers (the first time) or as many again as go
+ * round already into the ring, up to PBUF_COUNT. */
+static void pool_grow(uring_state *st)
+{
+    unsigned to = st->live ? 2 * st->live : PBUF_LIVE;
+    if (to > PBUF_COUNT)
+        to = PBUF_COUNT;
+    for (unsigned i = st->live; i < to; i++)
+        io_uring_buf_ring_add(st->br, st->pool.base + (size_t)i * PBUF_SIZE, PBUF_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(PBUF_COUNT),
+                              (int)(i - st->live));
+    io_uring_buf_ring_advance(st->br, (int)(to - st->live));
+    st->live = to;
+}
+
+/* Hands the first buffers to the kernel through a fresh buffer ring. */
 static int pool_register(uring_state *st)
 {
     struct io_uring_buf_reg reg = { .ring_addr = (uint64_t)(uintptr_t)st->br,
@@ -337,10 +361,8 @@ static int pool_register(uring_state *st)
     if (rc < 0)
         return rc;
     io_uring_buf_ring_init(st->br);
-    for (unsigned i = 0; i < PBUF_COUNT; i++)
-        io_uring_buf_ring_add(st->br, st->pool.base + (size_t)i * PBUF_SIZE, PBUF_SIZE,
-                              (unsigned short)i, io_uring_buf_ring_mask(PBUF_COUNT), (int)i);
-    io_uring_buf_ring_advance(st->br, PBUF_COUNT);
+    st->live = 0;
+    pool_grow(st);
     st->pool.out = 0;
     return 0;
 }

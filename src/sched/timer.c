@@ -10,59 +10,62 @@
  */
 #include "internal.h"
 
-static bool before(const weft__timer *a, const weft__timer *b)
+/* The heap keeps each timer's key beside its pointer: the timers live on
+ * parked coroutines' stacks, far apart, and a sift that read them would
+ * miss the cache at every level. */
+static bool before(const weft__heap_ent *a, const weft__heap_ent *b)
 {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->heap_seq < b->heap_seq);
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
 }
 
-static void put(weft__timers *t, size_t i, weft__timer *w)
+static void put(weft__timers *t, size_t i, weft__heap_ent e)
 {
-    t->heap[i] = w;
-    w->heap_idx = i;
+    t->heap[i] = e;
+    e.t->heap_idx = i;
 }
 
 static void sift_up(weft__timers *t, size_t i)
 {
-    weft__timer *w = t->heap[i];
+    weft__heap_ent e = t->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!before(w, t->heap[parent]))
+        if (!before(&e, &t->heap[parent]))
             break;
         put(t, i, t->heap[parent]);
         i = parent;
     }
-    put(t, i, w);
+    put(t, i, e);
 }
 
 static void sift_down(weft__timers *t, size_t i)
 {
-    weft__timer *w = t->heap[i];
+    weft__heap_ent e = t->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= t->len)
             break;
-        if (c + 1 < t->len && before(t->heap[c + 1], t->heap[c]))
+        if (c + 1 < t->len && before(&t->heap[c + 1], &t->heap[c]))
             c++;
-        if (!before(t->heap[c], w))
+        if (!before(&t->heap[c], &e))
             break;
         put(t, i, t->heap[c]);
         i = c;
     }
-    put(t, i, w);
+    put(t, i, e);
 }
 
 int weft__timer_add(weft__timers *t, weft__timer *w)
 {
     if (t->len == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
-        weft__timer **h = weft__sys_realloc(t->heap, cap * sizeof *h);
+        weft__heap_ent *h = weft__sys_realloc(t->heap, cap * sizeof *h);
         if (!h)
             return -ENOMEM;
         t->heap = h;
         t->cap = cap;
     }
     w->heap_seq = t->seq++;
-    t->heap[t->len] = w;
+    t->heap[t->len] = (weft__heap_ent){ w->deadline, w->heap_seq, w };
     w->heap_idx = t->len++;
     sift_up(t, w->heap_idx);
     return 0;
@@ -72,11 +75,11 @@ void weft__timer_del(weft__timers *t, weft__timer *w)
 {
     size_t i = w->heap_idx;
     w->heap_idx = SIZE_MAX;
-    weft__timer *last = t->heap[--t->len];
+    weft__heap_ent last = t->heap[--t->len];
     if (i == t->len)
         return;
     put(t, i, last);
-    if (i > 0 && before(last, t->heap[(i - 1) / 2]))
+    if (i > 0 && before(&last, &t->heap[(i - 1) / 2]))
         sift_up(t, i);
     else
         sift_down(t, i);
@@ -84,7 +87,7 @@ void weft__timer_del(weft__timers *t, weft__timer *w)
 
 weft__timer *weft__timer_peek(const weft__timers *t)
 {
-    return t->len ? t->heap[0] : NULL;
+    return t->len ? t->heap[0].t : NULL;
 }
 
 void weft__timer_free(weft__timers *t)

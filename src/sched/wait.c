@@ -11,11 +11,13 @@
 
 #include <time.h>
 
+__thread int64_t weft__tls_now;
+
 int64_t weft__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return weft__tls_now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int64_t weft_now(void)
@@ -98,7 +100,7 @@ int weft__park2(weft__wait *w, weft__waitq *q, weft__wait *twin, weft__waitq *tw
         co->cancel_pending = false;
         return -ECANCELED;
     }
-    if (deadline != WEFT__NEVER && deadline <= weft__now_ns())
+    if (weft__passed(deadline))
         return -ETIMEDOUT;
     w->co = co;
     w->seq = seq;
