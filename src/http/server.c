@@ -50,6 +50,7 @@
 #define KEEP_BUF_MS 1000 /* how long an idle connection keeps its buffer */
 #define LINGER_MS 2000   /* a lingering close reads and drops this long at most */
 #define FILE_CHUNK 65536 /* a file sent through TLS, per read */
+#define SMALL_SEND 2048  /* a response this small goes out copied into one piece */
 #define NEVER INT64_MAX
 
 #define DEF_MAX_BODY ((uint64_t)1 << 20)
@@ -355,6 +356,23 @@ static int conn_sendv(hs_conn *c, struct iovec *iov, int n, int64_t timeout_ms)
 {
     if (c->broken)
         return -EPIPE;
+    /* A small response goes out as one piece: the kernel copies each piece
+     * of a vector on its own, and a single one is a plain send. */
+    char one[SMALL_SEND];
+    struct iovec whole;
+    if (n > 1) {
+        size_t total = 0;
+        for (int i = 0; i < n && total <= sizeof one; i++)
+            total += iov[i].iov_len;
+        if (total <= sizeof one) {
+            char *p = one;
+            for (int i = 0; i < n; i++)
+                p = put(p, iov[i].iov_base, iov[i].iov_len);
+            whole = (struct iovec){one, total};
+            iov = &whole;
+            n = 1;
+        }
+    }
     int64_t send_ms = c->hs->send_ms;
     if (timeout_ms < -1)
         timeout_ms = 0;
