@@ -70,7 +70,7 @@ check-arm64:
 	@qemu-aarch64 -L /usr/aarch64-linux-gnu build-arm64/check_switch
 
 # The libFuzzer targets of fuzz/ built with clang under ASan+UBSan in
-# build-fuzz, each run on its seed corpus for FUZZ_SECONDS (20) seconds;
+# build-fuzz, each run on its seed corpus for FUZZ_SECONDS (10) seconds;
 # any crash, leak or sanitizer report fails.  See fuzz/run.sh.
 fuzz:
 	@scripts/deps.sh fuzz

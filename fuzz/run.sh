@@ -5,7 +5,7 @@
 #
 # Usage: fuzz/run.sh [TARGET...]       (default: every target)
 #   FUZZ_BUILD=DIR     build directory (build-fuzz)
-#   FUZZ_SECONDS=N     seconds per target (20)
+#   FUZZ_SECONDS=N     seconds per target (10)
 #   FUZZ_JOBS=N        parallel build jobs (nproc)
 # New inputs go to DIR/fuzz-corpus/<target>, beside the seeds in
 # fuzz/corpus/<target> (left as they are); a failing input is saved as
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD:-build-fuzz}
-secs=${FUZZ_SECONDS:-20}
+secs=${FUZZ_SECONDS:-10}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 all="http_request http_response http_chunked http_differential addr_parse hostname url"
 targets=${*:-$all}
