@@ -13,7 +13,10 @@
 # keepalive_requests; 1000, its default, is also weft's max_requests
 # default); how many each server answers on one connection before it closes
 # is probed and noted at the start of each scenario.  weft runs on each
-# backend of WEFT_BACKENDS (WEFT_BACKEND=...), as weft_<backend>.
+# backend of WEFT_BACKENDS (WEFT_BACKEND=...), as weft_<backend>; with
+# BASE_BUILD (another configured build directory, of an earlier tree, say)
+# its http_server runs too, as base_<backend>, so a change is paired
+# against the tree before it in the same run (ratios.py --base base_epoll).
 #
 # Each server is pinned to CPU SERVER_CPU, wrk (one thread) to CLIENT_CPU.
 # For each repetition, every server runs in turn, the order reversed on
@@ -33,7 +36,7 @@
 # Environment knobs (defaults in brackets):
 #   REPS [9]  DUR [3]  WARM [1]  CONNS [100]  CLOSE_CONNS [100]  KEY [ec]
 #   SCENARIOS ["keepalive close https"]  WEFT_BACKENDS ["epoll io_uring"]
-#   KEEPALIVE_REQUESTS [1000]  NGINX_DEFERRED [0] (1: nginx listens with
+#   BASE_BUILD [none]  KEEPALIVE_REQUESTS [1000]  NGINX_DEFERRED [0] (1: nginx listens with
 #   "deferred", TCP_DEFER_ACCEPT, as weft's HTTP server always does)
 #   SERVER_CPU [0]  CLIENT_CPU [1]  NGINX [/usr/sbin/nginx]  WRK [wrk]
 set -u
@@ -54,6 +57,7 @@ CLOSE_CONNS=${CLOSE_CONNS:-100}
 KEY=${KEY:-ec}
 SCENARIOS=${SCENARIOS:-"keepalive close https"}
 WEFT_BACKENDS=${WEFT_BACKENDS-"epoll io_uring"}
+BASE_BUILD=${BASE_BUILD:-}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -80,6 +84,15 @@ if ! cmake --build "$BUILD" --target http_server >"$OUT/build.log" 2>&1; then
 	exit 1
 fi
 HTTPD=$BUILD/examples/http_server
+BASE_HTTPD=""
+if [ -n "$BASE_BUILD" ]; then
+	BASE_BUILD=$(cd "$BASE_BUILD" && pwd) || exit 2
+	if ! cmake --build "$BASE_BUILD" --target http_server >"$OUT/build-base.log" 2>&1; then
+		echo "building BASE_BUILD's http_server failed; see $OUT/build-base.log" >&2
+		exit 1
+	fi
+	BASE_HTTPD=$BASE_BUILD/examples/http_server
+fi
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -106,6 +119,9 @@ steal() { awk '$1 == "cpu" {print $9}' /proc/stat; } # jiffies, both CPUs
 # its own; sets PORT_<name> and PID_<name> (the process whose CPU counts).
 SERVERS="nginx"
 for b in $WEFT_BACKENDS; do SERVERS="$SERVERS weft_$b"; done
+if [ -n "$BASE_HTTPD" ]; then
+	for b in $WEFT_BACKENDS; do SERVERS="$SERVERS base_$b"; done
+fi
 start_servers() {
 	local sc=$1 ssl="" tlsargs=() p
 	if [ "$sc" = https ]; then
@@ -148,14 +164,20 @@ EOF
 	PORT_nginx=$p
 	PID_nginx=$(pgrep -P "${PIDS[-1]}" | head -1)
 	[ -n "$PID_nginx" ] || { echo "no nginx worker" >&2; exit 1; }
-	for b in $WEFT_BACKENDS; do
+	local s b bin
+	for s in $SERVERS; do
+		case $s in
+		weft_*) b=${s#weft_} bin=$HTTPD ;;
+		base_*) b=${s#base_} bin=$BASE_HTTPD ;;
+		*) continue ;;
+		esac
 		p=$(free_port)
-		taskset -c "$SERVER_CPU" env WEFT_BACKEND="$b" "$HTTPD" "$p" 1 "${tlsargs[@]}" \
+		taskset -c "$SERVER_CPU" env WEFT_BACKEND="$b" "$bin" "$p" 1 "${tlsargs[@]}" \
 			>>"$OUT/weft.log" 2>&1 &
 		PIDS+=($!)
-		wait_listen "$p" || { echo "http_server ($b) did not start; see $OUT/weft.log" >&2; exit 1; }
-		printf -v "PORT_weft_$b" %s "$p"
-		printf -v "PID_weft_$b" %s "${PIDS[-1]}"
+		wait_listen "$p" || { echo "http_server ($s) did not start; see $OUT/weft.log" >&2; exit 1; }
+		printf -v "PORT_$s" %s "$p"
+		printf -v "PID_$s" %s "${PIDS[-1]}"
 	done
 }
 stop_servers() {
@@ -178,6 +200,10 @@ url() { # scenario port
 	echo "# host: nproc=$(nproc) kernel=$(uname -r) cpu=$cpu"
 	echo "# weft: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown) build=$BUILD (${btype:-?})" \
 		"src/http/server.c blob $(git -C "$REPO" hash-object src/http/server.c 2>/dev/null | cut -c1-12)"
+	if [ -n "$BASE_HTTPD" ]; then
+		src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BASE_BUILD/CMakeCache.txt")
+		echo "# base: build=$BASE_BUILD source=$src ($(git -C "$src" describe --always --dirty 2>/dev/null || echo "not a git tree"))"
+	fi
 	echo "# $("$NGINX" -v 2>&1); $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2); $(openssl version)"
 	echo "# REPS=$REPS DUR=$DUR WARM=$WARM CONNS=$CONNS CLOSE_CONNS=$CLOSE_CONNS KEY=$KEY SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" KEEPALIVE_REQUESTS=$KEEPALIVE_REQUESTS NGINX_DEFERRED=$NGINX_DEFERRED"
 	echo "# servers on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU; https: $keyname, the same certificate for both"
