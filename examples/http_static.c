@@ -219,7 +219,7 @@ static void handle(weft_http_req *req, weft_http_resp *w, void *arg)
         return;
     }
     if (req->path.n == 0 || req->path.p[0] != '/') {
-        answer(w, 400); /* "*", or an absolute URL */
+        answer(w, 400); /* "*", or an authority (CONNECT) */
         return;
     }
     /* Room left for "index.html" after a directory's path. */

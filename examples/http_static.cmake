@@ -36,6 +36,7 @@ add_test(NAME example_http_static COMMAND bash -c [=[
         curl -s --path-as-is -D - -o /dev/null "$@" "$u$p" | tr -d '\r' |
           awk -v n="$n" 'BEGIN { n = tolower(n) ": " } index(tolower($0), n) == 1 { print substr($0, length(n) + 1) }'; }
       expect "GET" "$(curl -s "$u/a.txt")" 0123456789
+      expect "absolute-form" "$(curl -s --request-target "http://h.example/a.txt" "$u/")" 0123456789
       expect "Content-Type" "$(field Content-Type /a.txt)" "text/plain; charset=utf-8"
       expect "HEAD status" "$(status /a.txt -I)" 200
       expect "HEAD length" "$(field Content-Length /a.txt -I)" 10

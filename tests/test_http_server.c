@@ -904,6 +904,23 @@ static void request_view(T *t)
     CHECK(rc == 0 && strcmp((char *)r.body, "GET|/info|/info||0|0||1|0|0|0") == 0, "%s", r.body);
     CHECK(r.close, "HTTP/1.0 without keep-alive: %s", r.head);
     hresp_free(&r);
+    /* The absolute form (RFC 9112 3.2.2): path and query after the authority. */
+    rc = fetch(t, "GET hTTp://a.example:80/info/c?z HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
+    CHECK(rc == 0 && strcmp((char *)r.body, "GET|hTTp://a.example:80/info/c?z|/info/c|z|1|1||1|0|1|0") == 0,
+          "%s", r.body);
+    hresp_free(&r);
+    rc = fetch(t, "GET https://a.example/info?q=1 HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
+    CHECK(rc == 0 && strcmp((char *)r.body, "GET|https://a.example/info?q=1|/info|q=1|1|1||1|0|1|0") == 0,
+          "%s", r.body);
+    hresp_free(&r);
+    /* No path: "/", which answers "hello". */
+    rc = fetch(t, "GET http://a.example HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
+    CHECK(rc == 0 && r.status == 200 && r.blen == 5 && memcmp(r.body, "hello", 5) == 0, "%d %s",
+          r.status, r.head);
+    hresp_free(&r);
+    rc = fetch(t, "GET http://a.example?x HTTP/1.1\r\nHost: a\r\n\r\n", &r, false);
+    CHECK(rc == 0 && r.status == 200 && r.blen == 5, "%d %s", r.status, r.head);
+    hresp_free(&r);
 }
 
 Test(http_server, request_view, .timeout = 60)

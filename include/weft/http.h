@@ -85,7 +85,9 @@ typedef struct weft_http_header {
 typedef struct weft_http_req {
     weft_http_str method;            /* a token, case kept: "GET" */
     weft_http_str target;            /* the request-target as sent: "/a/b?x=1" (no decoding) */
-    weft_http_str path;              /* target before its first '?' ("/a/b") */
+    weft_http_str path;              /* target before its first '?' ("/a/b"); of an
+                                      * absolute-form target ("http://h/a/b?x") the
+                                      * path after the authority, "/" if none */
     weft_http_str query;             /* target after its first '?', without it; n 0 if none */
     int minor;                       /* HTTP/1.minor: 0 or 1 */
     const weft_http_header *headers; /* every field line, in order */

@@ -958,6 +958,29 @@ bool weft_http_str_eq(weft_http_str s, const char *c)
     return n == s.n && (n == 0 || memcmp(s.p, c, n) == 0);
 }
 
+/* The target's path and query.  Of an absolute-form target
+ * ("http://h/a?x", which RFC 9112 3.2.2 says a server must accept) they
+ * are those after its authority, the path "/" when it has none. */
+static void split_target(weft_http_req *q)
+{
+    const char *t = q->target.p;
+    size_t n = q->target.n, at = 0;
+    if (n > 7 && lower(t[0]) == 'h' && lower(t[1]) == 't' && lower(t[2]) == 't' &&
+        lower(t[3]) == 'p') {
+        size_t k = lower(t[4]) == 's' ? 5 : 4;
+        if (n > k + 2 && t[k] == ':' && t[k + 1] == '/' && t[k + 2] == '/') {
+            at = k + 3;
+            while (at < n && t[at] != '/' && t[at] != '?')
+                at++;
+        }
+    }
+    const char *qm = memchr(t + at, '?', n - at);
+    size_t end = qm ? (size_t)(qm - t) : n;
+    q->path = at && at == end ? (weft_http_str){"/", 1} : (weft_http_str){t + at, end - at};
+    if (qm && end + 1 < n)
+        q->query = (weft_http_str){qm + 1, n - end - 1};
+}
+
 /* ---- a connection ------------------------------------------------------------------ */
 
 /* Marks c idle (or not).  Returns 1, or 0 if c is about to go idle while
@@ -1158,11 +1181,7 @@ static bool serve(hs_conn *c, weft__http_request *pr, size_t hlen, bool *linger)
     weft_http_req *q = &r.pub;
     q->method = (weft_http_str){pr->method.p, pr->method.n};
     q->target = (weft_http_str){pr->target.p, pr->target.n};
-    const char *qm = memchr(pr->target.p, '?', pr->target.n);
-    size_t plen = qm ? (size_t)(qm - pr->target.p) : pr->target.n;
-    q->path = (weft_http_str){pr->target.p, plen};
-    if (qm && plen + 1 < pr->target.n)
-        q->query = (weft_http_str){qm + 1, pr->target.n - plen - 1};
+    split_target(q);
     q->minor = pr->minor;
     q->headers = c->hdrs;
     q->nheaders = pr->nheaders;
