@@ -586,3 +586,80 @@ Test(timer, off_coroutine_sleep_yield_now, .timeout = 30)
     cr_assert_eq(weft_yield(), 0);
     weft_loop_free(l);
 }
+
+/* ---- timers removed in the step that set them ----------------------------- */
+
+/* Half of FR waiters are woken, in a shuffled order, in the step in which
+ * they parked, so their timers leave the heap from every place in it; the
+ * rest then time out in the order of their deadlines, none early. */
+#define FR 200
+
+static struct {
+    weft_event *ev[FR];
+    int64_t ms[FR], t0[FR], t1[FR], done_no[FR];
+    int rc[FR];
+    int64_t seq;
+} fr;
+
+static void fr_waiter(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    fr.t0[i] = mono_ns();
+    fr.rc[i] = weft_event_wait(fr.ev[i], fr.ms[i]);
+    fr.t1[i] = mono_ns();
+    fr.done_no[i] = fr.seq++;
+}
+
+static void fr_waker(void *arg)
+{
+    (void)arg;
+    int order[FR / 2];
+    for (int k = 0; k < FR / 2; k++)
+        order[k] = 2 * k + 1;
+    for (int k = FR / 2 - 1; k > 0; k--) {
+        int j = (int)(rng() % (uint64_t)(k + 1)), x = order[k];
+        order[k] = order[j];
+        order[j] = x;
+    }
+    for (int k = 0; k < FR / 2; k++)
+        weft_event_set(fr.ev[order[k]]);
+}
+
+static int fr_main(void *arg)
+{
+    (void)arg;
+    int64_t ids[FR + 1];
+    for (int i = 0; i < FR; i++) {
+        if (weft_event_new(&fr.ev[i], 0) < 0)
+            return -1;
+        fr.ms[i] = 40 + (int64_t)(rng() % 8) * 15; /* ties among them too */
+        ids[i] = weft_go(fr_waiter, (void *)(intptr_t)i);
+    }
+    ids[FR] = weft_go(fr_waker, NULL); /* runs after every waiter parked */
+    for (int i = 0; i <= FR; i++)
+        weft_join(ids[i], 10000);
+    for (int i = 0; i < FR; i++)
+        weft_event_free(fr.ev[i]);
+    return 0;
+}
+
+Test(timer, woken_in_the_step_they_parked, .timeout = 60)
+{
+    cr_assert_eq(weft_main(fr_main, NULL, NULL), 0);
+    for (int i = 0; i < FR; i++) {
+        if (i % 2) {
+            cr_assert_eq(fr.rc[i], 0, "waiter %d: %s", i, weft_err_name(fr.rc[i]));
+            cr_assert_lt(fr.done_no[i], FR / 2, "woken waiter %d ended after a timeout", i);
+        } else {
+            cr_assert_eq(fr.rc[i], -ETIMEDOUT, "waiter %d: %s", i, weft_err_name(fr.rc[i]));
+            cr_assert_geq(fr.t1[i] - fr.t0[i], fr.ms[i] * 1000000, "waiter %d early", i);
+        }
+    }
+    /* The timed-out ones ended in deadline order: t0 + ms, within the few
+     * microseconds between t0 and the call's own reading (ties either way). */
+    for (int i = 0; i < FR; i += 2)
+        for (int j = 0; j < FR; j += 2)
+            if (fr.t0[i] + fr.ms[i] * 1000000 + 1000000 < fr.t0[j] + fr.ms[j] * 1000000)
+                cr_assert_lt(fr.done_no[i], fr.done_no[j], "%d (%lld ms) after %d (%lld ms)", i,
+                             (long long)fr.ms[i], j, (long long)fr.ms[j]);
+}
