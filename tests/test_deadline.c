@@ -599,9 +599,12 @@ static int st_rc[3];
 static int64_t st_ms[3];
 static char st_byte;
 
-static void spin_ms(int64_t ms)
+/* Sets a deadline 20 ms ahead and computes 60 ms past it, reading the
+ * clock only through mono_ms (weft_now() would be a reading). */
+static void outlive_a_deadline(void)
 {
-    int64_t end = mono_ms() + ms; /* not weft_now(): that is a reading */
+    weft_deadline_set(weft_now() + 20);
+    int64_t end = mono_ms() + 60;
     while (mono_ms() < end)
         ;
 }
@@ -616,8 +619,7 @@ static int st_main(void *arg)
     int64_t t0;
 
     /* 0: a receive with nothing there, timeout -1: the deadline ends it. */
-    weft_deadline_set(weft_now() + 20);
-    spin_ms(60);
+    outlive_a_deadline();
     t0 = mono_ms();
     st_rc[0] = (int)weft_recv(b, buf, sizeof buf, -1);
     st_ms[0] = mono_ms() - t0;
@@ -627,8 +629,7 @@ static int st_main(void *arg)
     if (weft_send(a, "x", 1, 1000) != 1)
         return -1;
     weft_sleep(20); /* the byte is in b's receive queue (or read ahead) */
-    weft_deadline_set(weft_now() + 20);
-    spin_ms(60);
+    outlive_a_deadline();
     st_rc[1] = (int)weft_recv(b, buf, sizeof buf, -1);
     st_byte = buf[0];
     weft_deadline_clear();
@@ -638,8 +639,7 @@ static int st_main(void *arg)
     int64_t stop = mono_ms() + 10000;
     while (weft_send(a, big, sizeof big, 0) > 0 && mono_ms() < stop)
         ;
-    weft_deadline_set(weft_now() + 20);
-    spin_ms(60);
+    outlive_a_deadline();
     t0 = mono_ms();
     st_rc[2] = (int)weft_send(a, big, sizeof big, -1);
     st_ms[2] = mono_ms() - t0;

@@ -744,6 +744,90 @@ Test(tcp_data, sendv_recvv_round_trip, .timeout = 90)
     cr_assert_eq(count_fds(), fds);
 }
 
+/* Small vectors, each gathered into one send: 512 KiB in calls of 2 to 12
+ * pieces of 0 to 90 bytes, against a reader that starts late, so sends
+ * find the socket full and go out in part, resuming inside a piece. */
+#define GV_BYTES (MiB / 2)
+
+static struct {
+    size_t calls, short_calls;
+} gv;
+
+static void gv_sender(void *arg)
+{
+    sg_run *r = arg;
+    size_t off = 0;
+    uint64_t x = 12345;
+    while (off < r->total) {
+        struct iovec v[12];
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = 2 + (int)(x >> 60) % 11;
+        size_t want = 0;
+        for (int i = 0; i < k; i++) {
+            size_t n = (size_t)(x >> (4 * i)) % 91;
+            if (n > r->total - off - want)
+                n = r->total - off - want;
+            v[i] = (struct iovec){(void *)(r->src + off + want), n};
+            want += n;
+        }
+        ssize_t n = weft_sendv(r->a, v, k, 10000);
+        gv.calls++;
+        if (n != (ssize_t)want) {
+            gv.short_calls++;
+            break;
+        }
+        off += want;
+    }
+    r->sent = (ssize_t)off;
+    weft_shutdown(r->a, WEFT_SHUT_WR);
+}
+
+static void gv_late_receiver(void *arg)
+{
+    weft_sleep(200); /* the sender fills the socket meanwhile */
+    sg_receiver(arg);
+}
+
+static int gv_main(void *arg)
+{
+    sg_run *r = arg;
+    r->pair_rc = make_pair_on("127.0.0.1", &r->a, &r->b);
+    if (r->pair_rc < 0)
+        return r->pair_rc;
+    /* Small buffers: the socket fills at once and stays near full. */
+    if ((r->pair_rc = weft_sock_set_bufsize(r->a, 0, 16384)) < 0 ||
+        (r->pair_rc = weft_sock_set_bufsize(r->b, 65536, 0)) < 0)
+        return r->pair_rc;
+    int64_t s = weft_go(gv_sender, r);
+    int64_t v = weft_go(gv_late_receiver, r);
+    weft_join(s, 30000);
+    weft_join(v, 30000);
+    weft_close(r->a);
+    weft_close(r->b);
+    return 0;
+}
+
+Test(tcp_data, small_vectors_gathered, .timeout = 90)
+{
+    static sg_run r;
+    r.end = -999;
+    unsigned char *src = pattern_buf(GV_BYTES, 78);
+    r.src = src;
+    r.total = GV_BYTES;
+    r.dst = calloc(1, GV_BYTES);
+    int rc = weft_main(gv_main, &r, NULL);
+    bool same = memcmp(r.dst, src, GV_BYTES) == 0;
+    free(src);
+    free(r.dst);
+    cr_assert_eq(rc, 0, "pair: %s", weft_err_name(r.pair_rc));
+    cr_assert_eq(gv.short_calls, 0, "a sendv returned short");
+    cr_assert_gt(gv.calls, 1000); /* about 1,900 */
+    cr_assert_eq(r.sent, (ssize_t)GV_BYTES);
+    cr_assert_eq(r.got, (size_t)GV_BYTES, "received %zu of %zu", r.got, (size_t)GV_BYTES);
+    cr_assert_eq(r.end, 0);
+    cr_assert(same, "bytes differ");
+}
+
 /* ---- weft_sock_sent after a partial send ------------------------------------ */
 
 typedef struct sent_run {

@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -50,7 +51,6 @@
 #define KEEP_BUF_MS 1000 /* how long an idle connection keeps its buffer */
 #define LINGER_MS 2000   /* a lingering close reads and drops this long at most */
 #define FILE_CHUNK 65536 /* a file sent through TLS, per read */
-#define SMALL_SEND 2048  /* a response this small goes out copied into one piece */
 #define NEVER INT64_MAX
 
 #define DEF_MAX_BODY ((uint64_t)1 << 20)
@@ -356,23 +356,6 @@ static int conn_sendv(hs_conn *c, struct iovec *iov, int n, int64_t timeout_ms)
 {
     if (c->broken)
         return -EPIPE;
-    /* A small response goes out as one piece: the kernel copies each piece
-     * of a vector on its own, and a single one is a plain send. */
-    char one[SMALL_SEND];
-    struct iovec whole;
-    if (n > 1) {
-        size_t total = 0;
-        for (int i = 0; i < n && total <= sizeof one; i++)
-            total += iov[i].iov_len;
-        if (total <= sizeof one) {
-            char *p = one;
-            for (int i = 0; i < n; i++)
-                p = put(p, iov[i].iov_base, iov[i].iov_len);
-            whole = (struct iovec){one, total};
-            iov = &whole;
-            n = 1;
-        }
-    }
     int64_t send_ms = c->hs->send_ms;
     if (timeout_ms < -1)
         timeout_ms = 0;
@@ -965,15 +948,12 @@ static void split_target(weft_http_req *q)
 {
     const char *t = q->target.p;
     size_t n = q->target.n, at = 0;
-    if (n > 7 && lower(t[0]) == 'h' && lower(t[1]) == 't' && lower(t[2]) == 't' &&
-        lower(t[3]) == 'p') {
-        size_t k = lower(t[4]) == 's' ? 5 : 4;
-        if (n > k + 2 && t[k] == ':' && t[k + 1] == '/' && t[k + 2] == '/') {
-            at = k + 3;
-            while (at < n && t[at] != '/' && t[at] != '?')
-                at++;
-        }
-    }
+    if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
+        at = 7;
+    else if (n >= 8 && strncasecmp(t, "https://", 8) == 0)
+        at = 8;
+    while (at && at < n && t[at] != '/' && t[at] != '?')
+        at++; /* the authority */
     const char *qm = memchr(t + at, '?', n - at);
     size_t end = qm ? (size_t)(qm - t) : n;
     q->path = at && at == end ? (weft_http_str){"/", 1} : (weft_http_str){t + at, end - at};

@@ -744,24 +744,39 @@ static ssize_t do_sendv(weft__sock *s, void *ctx)
         return (ssize_t)o->total;
     }
     /* Skip what has gone out; copy a window so the first entry can start
-     * part-way without touching the caller's array. */
-    struct iovec win[IOV_WINDOW];
+     * part-way without touching the caller's array.  A rest of several
+     * pieces that fits in the window's bytes goes out copied into them
+     * instead, as one piece: the kernel takes a vector in piece by piece,
+     * and one piece is a plain send (TLS gathers small pieces likewise). */
+    union {
+        struct iovec v[IOV_WINDOW];
+        char b[IOV_WINDOW * sizeof(struct iovec)];
+    } win;
     size_t skip = o->done;
     int i = 0;
     while (i < o->iovcnt && skip >= o->iov[i].iov_len)
         skip -= o->iov[i++].iov_len;
-    int k = 0;
-    for (; i < o->iovcnt && k < IOV_WINDOW; i++, k++) {
-        win[k].iov_base = (char *)o->iov[i].iov_base + skip;
-        win[k].iov_len = o->iov[i].iov_len - skip;
-        skip = 0;
-    }
     ssize_t r;
-    if (k == 1) { /* a plain send costs the kernel less: no vector to take in */
-        r = weft__sock_sys_send(s, win[0].iov_base, win[0].iov_len, SEND_FLAGS);
+    if (i + 1 < o->iovcnt && o->total - o->done <= sizeof win.b) {
+        size_t n = 0;
+        for (; i < o->iovcnt; i++, skip = 0) {
+            memcpy(win.b + n, (const char *)o->iov[i].iov_base + skip, o->iov[i].iov_len - skip);
+            n += o->iov[i].iov_len - skip;
+        }
+        r = weft__sock_sys_send(s, win.b, n, SEND_FLAGS);
     } else {
-        struct msghdr m = { .msg_iov = win, .msg_iovlen = (size_t)k };
-        r = weft__sock_sys_sendmsg(s, &m, SEND_FLAGS);
+        int k = 0;
+        for (; i < o->iovcnt && k < IOV_WINDOW; i++, k++) {
+            win.v[k].iov_base = (char *)o->iov[i].iov_base + skip;
+            win.v[k].iov_len = o->iov[i].iov_len - skip;
+            skip = 0;
+        }
+        if (k == 1) {
+            r = weft__sock_sys_send(s, win.v[0].iov_base, win.v[0].iov_len, SEND_FLAGS);
+        } else {
+            struct msghdr m = { .msg_iov = win.v, .msg_iovlen = (size_t)k };
+            r = weft__sock_sys_sendmsg(s, &m, SEND_FLAGS);
+        }
     }
     if (r >= 0) {
         o->done += (size_t)r;
